@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The README's test command: install what the tests need, build, run every suite.
+# Fails if any test fails or is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/test.sh: run as root (the tests make real bind mounts)" >&2
+  exit 1
+fi
+./scripts/install-test-deps.sh
+export PATH="$(go env GOPATH)/bin:$PATH"
+npm run build
+npm test

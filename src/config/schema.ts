@@ -1,0 +1,47 @@
+import { z } from 'zod';
+import { parseQuantity } from './quantity.js';
+
+/**
+ * The YAML config file (`--config` / MODEL_CSI_CONFIG). Every key is optional; unknown keys
+ * are an error so a typo does not silently fall back to a default.
+ */
+const registrySchema = z
+  .object({
+    /** PEM bundle trusted for this registry in addition to the system roots. */
+    ca: z.string().min(1).optional(),
+    /** Plain HTTP, or HTTPS without verification. Only when asked for. */
+    insecure: z.boolean().default(false),
+    /** Tried in order before the origin; the origin is the fallback. */
+    mirrors: z.array(z.string().url()).default([]),
+  })
+  .strict();
+
+const quantity = z
+  .union([z.string(), z.number().int().nonnegative()])
+  .transform((value, ctx) => {
+    try {
+      return parseQuantity(value);
+    } catch (err) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: (err as Error).message });
+      return z.NEVER;
+    }
+  });
+
+export const configFileSchema = z
+  .object({
+    /** LRU eviction of unused models above this many bytes (`500Gi`). Unset: no budget. */
+    cacheBudget: quantity.optional(),
+    maxConcurrentDownloads: z.number().int().min(1).max(64).default(8),
+    dockerConfig: z.string().min(1).optional(),
+    registries: z.record(z.string().min(1), registrySchema).default({}),
+    /**
+     * How long NodePublishVolume waits for a pull before answering UNAVAILABLE with progress.
+     * Must stay well under kubelet's 2-minute call deadline.
+     */
+    publishWaitSeconds: z.number().min(0).max(110).default(60),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+  })
+  .strict();
+
+export type ConfigFile = z.output<typeof configFileSchema>;
+export type RegistryConfig = z.output<typeof registrySchema>;
