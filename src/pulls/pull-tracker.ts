@@ -1,0 +1,84 @@
+import { formatBytes } from '../config/quantity.js';
+import { DriverError } from '../errors/driver-error.js';
+
+/**
+ * Background pulls, one per key however many callers ask. A pull is started by the first
+ * caller and then belongs to no RPC: callers only wait on it, for a bounded time, and leaving
+ * the wait (kubelet's deadline, a cancelled call) never cancels the pull. Kubelet's retry asks
+ * for the same key and joins the job that is still running.
+ */
+export interface PullProgress {
+  doneBytes: number;
+  totalBytes: number;
+}
+
+export interface PullJob<T> {
+  readonly key: string;
+  readonly description: string;
+  readonly startedAt: number;
+  readonly progress: PullProgress;
+  readonly promise: Promise<T>;
+}
+
+export class PullTracker<T> {
+  private readonly jobs = new Map<string, PullJob<T>>();
+
+  /** The running job for `key`, or a new one running `run`. */
+  start(key: string, description: string, run: (progress: PullProgress) => Promise<T>): PullJob<T> {
+    const existing = this.jobs.get(key);
+    if (existing) return existing;
+    const progress: PullProgress = { doneBytes: 0, totalBytes: 0 };
+    const promise = Promise.resolve()
+      .then(() => run(progress))
+      .finally(() => {
+        this.jobs.delete(key);
+      });
+    // The job may finish (or fail) while nobody waits; a failure is reported to whoever
+    // waits and to the next caller, never as an unhandled rejection.
+    promise.catch(() => undefined);
+    const job: PullJob<T> = { key, description, startedAt: Date.now(), progress, promise };
+    this.jobs.set(key, job);
+    return job;
+  }
+
+  get(key: string): PullJob<T> | undefined {
+    return this.jobs.get(key);
+  }
+
+  get size(): number {
+    return this.jobs.size;
+  }
+
+  list(): PullJob<T>[] {
+    return [...this.jobs.values()];
+  }
+}
+
+/**
+ * Wait for a job at most `waitMs`. Past that, a retryable PULL_IN_PROGRESS error whose
+ * message is what `kubectl describe pod` shows: `pulling … 41% (12.3 GiB/30.0 GiB)`.
+ */
+export async function waitForJob<T>(job: PullJob<T>, waitMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), Math.max(0, waitMs));
+  });
+  try {
+    const winner = await Promise.race([job.promise, timeout]);
+    if (winner === 'timeout') {
+      throw new DriverError('PULL_IN_PROGRESS', `${describeProgress(job)}; the pull continues in the background and the next retry picks it up`, {
+        retryable: true,
+      });
+    }
+    return winner as T;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function describeProgress(job: PullJob<unknown>): string {
+  const { doneBytes, totalBytes } = job.progress;
+  if (totalBytes <= 0) return `pulling ${job.description}: resolving`;
+  const percent = Math.min(100, Math.floor((doneBytes / totalBytes) * 100));
+  return `pulling ${job.description} ${percent}% (${formatBytes(doneBytes)}/${formatBytes(totalBytes)})`;
+}
