@@ -1,0 +1,290 @@
+import { createHash, type Hash } from 'node:crypto';
+import { constants as fsConstants, createReadStream } from 'node:fs';
+import { chmod, mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DriverError, isDriverError } from '../errors/driver-error.js';
+import { fsyncDirectory } from '../fs/atomic-write.js';
+import type { Logger } from '../log/logger.js';
+import type { Descriptor } from '../registry/oci-types.js';
+import { digestHex, isSha256Hex } from './digest.js';
+
+/**
+ * Opens the blob's bytes from `offset`. Returns the offset the server honoured: 0 when it
+ * ignored the Range request (then the bytes on disk are rewritten from the start).
+ */
+export type BlobOpener = (offset: number, signal?: AbortSignal) => Promise<{ body: Readable; offset: number }>;
+
+export interface IngestProgress {
+  /** Bytes of this blob on disk now (verified or not yet); may go down after a restart. */
+  doneBytes: number;
+  /** Bytes received from the network since the previous event (for bytes-pulled metrics). */
+  receivedBytes: number;
+}
+
+export interface ContentStoreOptions {
+  logger?: Logger;
+  /** Consecutive failed attempts without progress before giving up (default 6). */
+  maxAttempts?: number;
+  /** First retry delay; doubles each attempt, capped at 5 s (default 250 ms). */
+  retryDelayMs?: number;
+}
+
+interface Flight {
+  promise: Promise<string>;
+  listeners: Set<(progress: IngestProgress) => void>;
+}
+
+/**
+ * The content-addressed blob store, after containerd's local content store:
+ *
+ *   <root>/ingest/<hex>          partial download, kept across restarts and resumed
+ *   <root>/blobs/sha256/<hex>    complete, sha256-verified, fsynced, mode 0444
+ *
+ * Lifecycle of `ingest`: exists → done; else hash the bytes already in ingest/, fetch the
+ * rest with a Range request, hash and write while streaming (position-based writes, so a
+ * later change can fill one file from several ranged requests), check size and digest,
+ * fsync, rename into blobs/, fsync the directory. Nothing unverified is ever under blobs/.
+ * One download per digest at a time (per-digest single flight), different digests in
+ * parallel. Memory is bounded by the stream's chunk size: a blob is never buffered.
+ */
+export class ContentStore {
+  readonly blobsDir: string;
+  readonly ingestDir: string;
+  private readonly flights = new Map<string, Flight>();
+  private readonly leases = new Map<string, number>();
+  private readonly maxAttempts: number;
+  private readonly retryDelayMs: number;
+
+  constructor(
+    readonly root: string,
+    private readonly options: ContentStoreOptions = {},
+  ) {
+    this.blobsDir = join(root, 'blobs', 'sha256');
+    this.ingestDir = join(root, 'ingest');
+    this.maxAttempts = options.maxAttempts ?? 6;
+    this.retryDelayMs = options.retryDelayMs ?? 250;
+  }
+
+  static async open(root: string, options: ContentStoreOptions = {}): Promise<ContentStore> {
+    const store = new ContentStore(root, options);
+    await mkdir(store.blobsDir, { recursive: true });
+    await mkdir(store.ingestDir, { recursive: true });
+    return store;
+  }
+
+  blobPath(digest: string): string {
+    return join(this.blobsDir, digestHex(digest));
+  }
+
+  async has(digest: string): Promise<boolean> {
+    try {
+      return (await stat(this.blobPath(digest))).isFile();
+    } catch {
+      return false;
+    }
+  }
+
+  /** Digests of complete blobs. */
+  async listBlobs(): Promise<string[]> {
+    const names = await readdir(this.blobsDir).catch(() => [] as string[]);
+    return names.filter(isSha256Hex).map((hex) => `sha256:${hex}`);
+  }
+
+  /** Hex of blobs being downloaded by this process now (their ingest files are live). */
+  activeIngests(): Set<string> {
+    return new Set(this.flights.keys());
+  }
+
+  /**
+   * Keep blobs from garbage collection while a pull uses them (between download and
+   * assembly they are referenced by no model yet). Returns the release function.
+   */
+  lease(digests: readonly string[]): () => void {
+    const hexes = digests.map((digest) => digestHex(digest));
+    for (const hex of hexes) this.leases.set(hex, (this.leases.get(hex) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const hex of hexes) {
+        const count = (this.leases.get(hex) ?? 1) - 1;
+        if (count <= 0) this.leases.delete(hex);
+        else this.leases.set(hex, count);
+      }
+    };
+  }
+
+  isLeased(hex: string): boolean {
+    return this.leases.has(hex) || this.flights.has(hex);
+  }
+
+  /** Make the blob present and verified; returns its path. Concurrent callers share one download. */
+  ingest(desc: Descriptor, openBlob: BlobOpener, onBytes?: (progress: IngestProgress) => void, options: { signal?: AbortSignal } = {}): Promise<string> {
+    const hex = digestHex(desc.digest);
+    let flight = this.flights.get(hex);
+    if (!flight) {
+      const listeners = new Set<(progress: IngestProgress) => void>();
+      const emit = (progress: IngestProgress): void => {
+        for (const listener of listeners) listener(progress);
+      };
+      const promise = this.download(desc, hex, openBlob, emit, options.signal).finally(() => this.flights.delete(hex));
+      flight = { promise, listeners };
+      this.flights.set(hex, flight);
+    }
+    if (onBytes) flight.listeners.add(onBytes);
+    return flight.promise;
+  }
+
+  private async download(desc: Descriptor, hex: string, openBlob: BlobOpener, emit: (p: IngestProgress) => void, signal?: AbortSignal): Promise<string> {
+    const target = join(this.blobsDir, hex);
+    if (await this.isCompleteBlob(target, desc)) {
+      emit({ doneBytes: desc.size, receivedBytes: 0 });
+      return target;
+    }
+    const ingestPath = join(this.ingestDir, hex);
+    const handle = await open(ingestPath, fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW, 0o644);
+    try {
+      let written = await this.writeVerified(desc, handle, openBlob, emit, signal);
+      if (written === 'mismatch-after-resume') {
+        // The prefix from an earlier run may be torn (a crash before fsync can leave
+        // garbage); start over once before calling the registry's data corrupt.
+        this.options.logger?.warn({ digest: desc.digest }, 'resumed blob failed verification; downloading it again from the start');
+        await handle.truncate(0);
+        emit({ doneBytes: 0, receivedBytes: 0 });
+        written = await this.writeVerified(desc, handle, openBlob, emit, signal);
+      }
+      if (written !== 'ok') {
+        await handle.close().catch(() => undefined);
+        await rm(ingestPath, { force: true });
+        throw new DriverError('DIGEST_MISMATCH', `blob ${desc.digest} (${desc.mediaType}, ${desc.size} bytes) did not match its digest; the partial download was deleted. The registry or a proxy is serving corrupt data`, { retryable: true });
+      }
+      await handle.sync();
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+    await chmod(ingestPath, 0o444);
+    await rename(ingestPath, target);
+    await fsyncDirectory(this.blobsDir);
+    return target;
+  }
+
+  private async isCompleteBlob(path: string, desc: Descriptor): Promise<boolean> {
+    try {
+      const info = await stat(path);
+      return info.isFile() && info.size === desc.size;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Fill `handle` with the blob, resuming from its current size. Retries a failed stream from
+   * the bytes already on disk (bounded consecutive failures, exponential backoff); progress
+   * resets the failure count, so a registry that dies and comes back is resumed, not restarted.
+   */
+  private async writeVerified(
+    desc: Descriptor,
+    handle: FileHandle,
+    openBlob: BlobOpener,
+    emit: (p: IngestProgress) => void,
+    signal?: AbortSignal,
+  ): Promise<'ok' | 'mismatch' | 'mismatch-after-resume'> {
+    let position = (await handle.stat()).size;
+    if (position > desc.size) {
+      await handle.truncate(0);
+      position = 0;
+    }
+    const resumedFrom = position;
+    const hash = createHash('sha256');
+    if (position > 0) await hashPrefix(handle, position, hash);
+    emit({ doneBytes: position, receivedBytes: 0 });
+
+    let failures = 0;
+    let activeHash = hash;
+    while (position < desc.size) {
+      signal?.throwIfAborted();
+      const before = position;
+      try {
+        const { body, offset } = await openBlob(position, signal);
+        if (offset !== position) {
+          if (offset !== 0) {
+            body.destroy();
+            throw new DriverError('REGISTRY_PROTOCOL', `registry answered blob ${desc.digest} from offset ${offset} when ${position} was asked`);
+          }
+          // Range ignored: the body starts at 0; rewrite from the start.
+          activeHash = createHash('sha256');
+          position = 0;
+          await handle.truncate(0);
+          emit({ doneBytes: 0, receivedBytes: 0 });
+        }
+        position = await streamInto(body, handle, position, desc.size, activeHash, emit, signal);
+        if (position > desc.size) return resumedFrom > 0 ? 'mismatch-after-resume' : 'mismatch';
+        if (position < desc.size) throw new Error(`stream ended at ${position} of ${desc.size} bytes`);
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason ?? err;
+        if (isDriverError(err) && !err.retryable) throw err;
+        failures = position > before ? 1 : failures + 1;
+        if (failures >= this.maxAttempts) {
+          if (isDriverError(err)) throw err;
+          throw new DriverError('REGISTRY_UNAVAILABLE', `download of blob ${desc.digest} failed ${failures} times in a row at byte ${position} of ${desc.size}: ${(err as Error).message}; the partial download is kept and resumes on the next try`, { cause: err });
+        }
+        const delay = Math.min(5000, this.retryDelayMs * 2 ** (failures - 1));
+        this.options.logger?.warn({ digest: desc.digest, position, size: desc.size, attempt: failures, delayMs: delay, err: (err as Error).message }, 'blob download interrupted; resuming from the bytes on disk');
+        await sleep(delay, undefined, { signal });
+      }
+    }
+    const actual = `sha256:${activeHash.digest('hex')}`;
+    if (actual === desc.digest) return 'ok';
+    return resumedFrom > 0 && activeHash === hash ? 'mismatch-after-resume' : 'mismatch';
+  }
+}
+
+async function hashPrefix(handle: FileHandle, length: number, hash: Hash): Promise<void> {
+  const stream = createReadStream('', { fd: handle.fd, start: 0, end: length - 1, autoClose: false, highWaterMark: 1 << 20 });
+  for await (const chunk of stream) hash.update(chunk as Buffer);
+}
+
+/**
+ * Write the body at `position` onward, one awaited write per chunk (backpressure: the socket
+ * is not read faster than the disk takes it). Stops early past `limit`: more bytes than the
+ * descriptor says is a mismatch, not something to store.
+ */
+async function streamInto(
+  body: Readable,
+  handle: FileHandle,
+  start: number,
+  limit: number,
+  hash: Hash,
+  emit: (p: IngestProgress) => void,
+  signal?: AbortSignal,
+): Promise<number> {
+  let position = start;
+  const onAbort = (): void => {
+    body.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    for await (const chunk of body) {
+      const buffer = chunk as Buffer;
+      if (position + buffer.length > limit) {
+        body.destroy();
+        return position + buffer.length;
+      }
+      let offset = 0;
+      while (offset < buffer.length) {
+        const { bytesWritten } = await handle.write(buffer, offset, buffer.length - offset, position + offset);
+        offset += bytesWritten;
+      }
+      // Hash only once the bytes are on disk: a failed write leaves hash and position agreeing.
+      hash.update(buffer);
+      position += buffer.length;
+      emit({ doneBytes: position, receivedBytes: buffer.length });
+    }
+    return position;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+

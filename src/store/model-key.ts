@@ -1,0 +1,42 @@
+import { createHash } from 'node:crypto';
+import { DriverError } from '../errors/driver-error.js';
+import { digestHex } from './digest.js';
+
+/**
+ * The key of a cached model: `sha256/<manifest hex>` for the whole model, or
+ * `sha256/<hex>-<16 hex>` for a partial pull, the suffix being the first 16 hex of the sha256
+ * of the normalized include/exclude selection. The node service relies on a full model living
+ * at exactly `<root>/models/sha256/<hex>`.
+ */
+const MODEL_KEY = /^sha256\/[a-f0-9]{64}(-[a-f0-9]{16})?$/;
+
+/** Sorted, de-duplicated, trimmed: `a,b` and `b, a` select the same files, so share a key. */
+export function normalizeSelection(include: readonly string[], exclude: readonly string[]): { include: string[]; exclude: string[] } {
+  const clean = (globs: readonly string[]): string[] => [...new Set(globs.map((glob) => glob.trim()).filter((glob) => glob !== ''))].sort();
+  return { include: clean(include), exclude: clean(exclude) };
+}
+
+export function modelKeyFor(digest: string, include: readonly string[] = [], exclude: readonly string[] = []): string {
+  const hex = digestHex(digest, 'model');
+  const selection = normalizeSelection(include, exclude);
+  if (selection.include.length === 0 && selection.exclude.length === 0) return `sha256/${hex}`;
+  const suffix = createHash('sha256').update(JSON.stringify(selection)).digest('hex').slice(0, 16);
+  return `sha256/${hex}-${suffix}`;
+}
+
+export function assertModelKey(key: string): void {
+  if (!MODEL_KEY.test(key)) {
+    throw new DriverError('INVALID_ARGUMENT', `"${key}" is not a model key (sha256/<hex>[-<selection>]); see model-csi cache ls`);
+  }
+}
+
+/** `sha256/<hex>-<sel>` ↔ `sha256_<hex>-<sel>`: state files live in one flat directory. */
+export function keyToFileName(key: string): string {
+  assertModelKey(key);
+  return key.replace('/', '_');
+}
+
+export function fileNameToKey(name: string): string | undefined {
+  const key = name.replace(/\.json$/, '').replace('_', '/');
+  return MODEL_KEY.test(key) ? key : undefined;
+}

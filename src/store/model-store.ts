@@ -1,0 +1,334 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, copyFile, link, lstat, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fsyncDirectory, writeFileAtomic } from '../fs/atomic-write.js';
+import { diskUsage } from '../fs/disk-usage.js';
+import type { Logger } from '../log/logger.js';
+import type { ContentStore } from './content-store.js';
+import { isSha256Hex } from './digest.js';
+import { assertModelKey, keyToFileName } from './model-key.js';
+import { sealTree, unsealDirectories } from './read-only-tree.js';
+
+/** What the store keeps about a model, in `<root>/state/models/<key as file name>.json`. */
+export interface ModelRecord {
+  key: string;
+  /** Manifest digest the reference resolved to (the index digest when there was one). */
+  digest: string;
+  reference: string;
+  /** Bytes of the model's files (each inode once). */
+  sizeBytes: number;
+  /** Blobs the model's files are hardlinks of (`.raw` layers); kept while the model exists. */
+  blobs: string[];
+  created: string;
+  lastUsed: string;
+}
+
+export interface ModelEntry extends ModelRecord {
+  path: string;
+}
+
+export interface GcResult {
+  blobs: number;
+  files: number;
+  ingest: number;
+  tmp: number;
+}
+
+/** Partial downloads and temp dirs younger than this survive gc: a retry may resume them. */
+const DEFAULT_STALE_MS = 60 * 60 * 1000;
+
+/**
+ * Complete models, unpacked, by key (see model-key.ts):
+ *
+ *   <root>/models/sha256/<hex>[-<sel>]/   published by one rename of a finished temp dir,
+ *                                         read-only (dirs 0555, files 0444 or 0555)
+ *   <root>/tmp/<pid>-<random>/            models being assembled (dead processes' are removed)
+ *   <root>/files/sha256/<hex>             files from tar layers, shared by hardlink across models
+ *   <root>/state/models/<key>.json        ModelRecord; outside the model dir, which pods see
+ *
+ * A visible model directory is always complete: assembly happens in tmp/, the tree is sealed
+ * read-only, then renamed into place (the commit point). An existing target means another
+ * pull won, which is success. Metadata is written after the rename; a model found without it
+ * (crash in between) is still listed, with what the directory itself tells.
+ */
+export class ModelStore {
+  readonly modelsDir: string;
+  readonly tmpDir: string;
+  readonly filesDir: string;
+  readonly stateDir: string;
+  private readonly activeTemps = new Set<string>();
+
+  private constructor(
+    readonly root: string,
+    readonly content: ContentStore,
+    private readonly logger?: Logger,
+  ) {
+    this.modelsDir = join(root, 'models');
+    this.tmpDir = join(root, 'tmp');
+    this.filesDir = join(root, 'files', 'sha256');
+    this.stateDir = join(root, 'state', 'models');
+  }
+
+  static async open(root: string, options: { content: ContentStore; logger?: Logger }): Promise<ModelStore> {
+    const store = new ModelStore(root, options.content, options.logger);
+    for (const dir of [join(store.modelsDir, 'sha256'), store.tmpDir, store.filesDir, store.stateDir]) {
+      await mkdir(dir, { recursive: true });
+    }
+    await store.removeOrphanTemps();
+    return store;
+  }
+
+  path(key: string): string {
+    assertModelKey(key);
+    return join(this.modelsDir, key);
+  }
+
+  async has(key: string): Promise<boolean> {
+    try {
+      return (await lstat(this.path(key))).isDirectory();
+    } catch {
+      return false;
+    }
+  }
+
+  /** A fresh assembly directory under tmp/, removed by `discardTemp` or moved by `publish`. */
+  async createTemp(): Promise<string> {
+    const dir = join(this.tmpDir, `${process.pid}-${randomBytes(8).toString('hex')}`);
+    await mkdir(dir, { mode: 0o755 });
+    this.activeTemps.add(dir);
+    return dir;
+  }
+
+  async discardTemp(dir: string): Promise<void> {
+    await unsealDirectories(dir);
+    await rm(dir, { recursive: true, force: true });
+    this.activeTemps.delete(dir);
+  }
+
+  /**
+   * Seal `tempDir` read-only and rename it to the model's place. Returns the model as stored
+   * (the existing one when another pull published first).
+   */
+  async publish(key: string, tempDir: string, record: { digest: string; reference: string; blobs: string[] }): Promise<ModelEntry> {
+    const target = this.path(key);
+    const sizeBytes = await sealTree(tempDir);
+    await fsyncDirectory(tempDir);
+    try {
+      await rename(tempDir, target);
+      this.activeTemps.delete(tempDir);
+      await fsyncDirectory(join(this.modelsDir, 'sha256'));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EEXIST' && code !== 'ENOTEMPTY') throw err;
+      this.logger?.debug({ model: key }, 'model already published by another pull');
+      await this.discardTemp(tempDir);
+      const existing = await this.entry(key);
+      if (existing) return existing;
+    }
+    const now = new Date().toISOString();
+    const full: ModelRecord = { key, ...record, sizeBytes, created: now, lastUsed: now };
+    await this.writeRecord(full);
+    return { ...full, path: target };
+  }
+
+  async list(): Promise<ModelEntry[]> {
+    const names = await readdir(join(this.modelsDir, 'sha256')).catch(() => [] as string[]);
+    const entries: ModelEntry[] = [];
+    for (const name of names) {
+      const entry = await this.entry(`sha256/${name}`).catch(() => undefined);
+      if (entry) entries.push(entry);
+    }
+    return entries;
+  }
+
+  /** Record that the model was used now (LRU order for eviction). */
+  async touch(key: string): Promise<void> {
+    const entry = await this.entry(key);
+    if (!entry) return;
+    const { path: _path, ...record } = entry;
+    await this.writeRecord({ ...record, lastUsed: new Date().toISOString() });
+  }
+
+  /** Remove a model: renamed away first (atomic: it is either fully there or gone), then deleted. */
+  async remove(key: string): Promise<void> {
+    const target = this.path(key);
+    const doomed = join(this.tmpDir, `${process.pid}-${randomBytes(8).toString('hex')}-removed`);
+    try {
+      await rename(target, doomed);
+      await fsyncDirectory(join(this.modelsDir, 'sha256'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    await rm(join(this.stateDir, `${keyToFileName(key)}.json`), { force: true });
+    await unsealDirectories(doomed);
+    await rm(doomed, { recursive: true, force: true });
+  }
+
+  /**
+   * Drop what no model needs: blobs no model references (and that no pull in this process
+   * holds), shared files no model links to, and stale partial downloads / temp dirs. A blob
+   * or shared file with more than one link is still part of a model, so removing it would
+   * free nothing; it is kept.
+   */
+  async gcBlobs(options: { staleMs?: number } = {}): Promise<GcResult> {
+    const staleMs = options.staleMs ?? DEFAULT_STALE_MS;
+    const result: GcResult = { blobs: 0, files: 0, ingest: 0, tmp: 0 };
+    const referenced = new Set((await this.list()).flatMap((model) => model.blobs));
+    for (const digest of await this.content.listBlobs()) {
+      const hex = digest.slice('sha256:'.length);
+      if (referenced.has(digest) || this.content.isLeased(hex)) continue;
+      if (await this.unlinkIfSingle(join(this.content.blobsDir, hex))) result.blobs++;
+    }
+    for (const hex of (await readdir(this.filesDir).catch(() => [] as string[])).filter(isSha256Hex)) {
+      if (await this.unlinkIfSingle(join(this.filesDir, hex))) result.files++;
+    }
+    const active = this.content.activeIngests();
+    for (const name of await readdir(this.content.ingestDir).catch(() => [] as string[])) {
+      if (active.has(name) || this.content.isLeased(name)) continue;
+      if (await this.removeIfStale(join(this.content.ingestDir, name), staleMs)) result.ingest++;
+    }
+    for (const name of await readdir(this.tmpDir).catch(() => [] as string[])) {
+      const path = join(this.tmpDir, name);
+      if (this.activeTemps.has(path)) continue;
+      if (await this.removeIfStale(path, staleMs)) result.tmp++;
+    }
+    return result;
+  }
+
+  /** Logical bytes of all models (a file shared by two models counts in both). */
+  async totalBytes(): Promise<number> {
+    return (await this.list()).reduce((sum, model) => sum + model.sizeBytes, 0);
+  }
+
+  /** Bytes the whole cache occupies on disk, each inode once. */
+  async usedBytes(): Promise<number> {
+    return (await diskUsage(this.root)).bytes;
+  }
+
+  /**
+   * Put a verified blob's bytes at `dest` (a path inside a temp dir): a hardlink when the
+   * blob's mode is the one wanted, else (or across filesystems) a copy.
+   */
+  async linkBlob(blobPath: string, dest: string, mode: number): Promise<'linked' | 'copied'> {
+    const blob = await stat(blobPath);
+    if ((blob.mode & 0o7777) === mode) {
+      try {
+        await link(blobPath, dest);
+        return 'linked';
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+      }
+    }
+    await copyFile(blobPath, dest, 0);
+    await chmod(dest, mode);
+    return 'copied';
+  }
+
+  /**
+   * Share a just-written file (already fsynced, chmod'ed to its final mode, content `hex`)
+   * with identical files of other models: replace it with a link to an existing copy, or
+   * offer it as the shared copy for the next model. Only links inodes of the same mode.
+   */
+  async shareFile(path: string, hex: string, mode: number): Promise<'shared' | 'offered' | 'kept'> {
+    for (const candidate of [join(this.filesDir, hex), join(this.content.blobsDir, hex)]) {
+      let info;
+      try {
+        info = await stat(candidate);
+      } catch {
+        continue;
+      }
+      if ((info.mode & 0o7777) !== mode) continue;
+      const linkName = `${path}.${randomBytes(4).toString('hex')}.link`;
+      try {
+        await link(candidate, linkName);
+        await rename(linkName, path);
+        return 'shared';
+      } catch (err) {
+        await rm(linkName, { force: true });
+        if ((err as NodeJS.ErrnoException).code === 'EXDEV') return 'kept';
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+    try {
+      await link(path, join(this.filesDir, hex));
+      return 'offered';
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST' || code === 'EXDEV') return 'kept';
+      throw err;
+    }
+  }
+
+  private async entry(key: string): Promise<ModelEntry | undefined> {
+    assertModelKey(key);
+    const path = this.path(key);
+    let dirInfo;
+    try {
+      dirInfo = await lstat(path);
+    } catch {
+      return undefined;
+    }
+    if (!dirInfo.isDirectory()) return undefined;
+    const record = await this.readRecord(key);
+    if (record) return { ...record, path };
+    const hex = key.slice('sha256/'.length, 'sha256/'.length + 64);
+    const when = dirInfo.mtime.toISOString();
+    return { key, digest: `sha256:${hex}`, reference: '', sizeBytes: (await diskUsage(path)).bytes, blobs: [], created: when, lastUsed: when, path };
+  }
+
+  private async readRecord(key: string): Promise<ModelRecord | undefined> {
+    try {
+      const parsed = JSON.parse(await readFile(join(this.stateDir, `${keyToFileName(key)}.json`), 'utf8')) as ModelRecord;
+      return parsed.key === key ? parsed : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async writeRecord(record: ModelRecord): Promise<void> {
+    await writeFileAtomic(join(this.stateDir, `${keyToFileName(record.key)}.json`), `${JSON.stringify(record, null, 2)}\n`);
+  }
+
+  private async unlinkIfSingle(path: string): Promise<boolean> {
+    try {
+      const info = await lstat(path);
+      if (info.nlink > 1) return false;
+      await rm(path, { force: true });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private async removeIfStale(path: string, staleMs: number): Promise<boolean> {
+    try {
+      const info = await lstat(path);
+      if (Date.now() - info.mtimeMs < staleMs) return false;
+      await unsealDirectories(path);
+      await rm(path, { recursive: true, force: true });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Temp dirs of processes that are gone (a crash mid-assembly, a removal cut short). */
+  private async removeOrphanTemps(): Promise<void> {
+    for (const name of await readdir(this.tmpDir)) {
+      const pid = Number(name.split('-')[0]);
+      if (Number.isInteger(pid) && pid !== process.pid && processAlive(pid)) continue;
+      const path = join(this.tmpDir, name);
+      await unsealDirectories(path);
+      await rm(path, { recursive: true, force: true });
+    }
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
