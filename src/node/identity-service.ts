@@ -1,0 +1,25 @@
+import { DRIVER_NAME, readPackageVersion } from '../cli/package-info.js';
+import type { CsiHandlers } from '../csi/call-wrapper.js';
+
+export interface IdentityOptions {
+  /** Only the controller process serves the Controller service, so only it claims it. */
+  controllerService: boolean;
+  /** Probe's readiness (the node: its cache root is a writable directory). */
+  ready: () => Promise<boolean>;
+}
+
+/** CSI Identity service (spec "Identity Service RPC"). */
+export function identityHandlers(options: IdentityOptions): CsiHandlers {
+  return {
+    async GetPluginInfo() {
+      return { name: DRIVER_NAME, vendor_version: readPackageVersion(), manifest: {} };
+    },
+    async GetPluginCapabilities() {
+      // VOLUME_ACCESSIBILITY_CONSTRAINTS is not claimed: any node can pull any model.
+      return { capabilities: options.controllerService ? [{ service: { type: 'CONTROLLER_SERVICE' } }] : [] };
+    },
+    async Probe() {
+      return { ready: { value: await options.ready() } };
+    },
+  };
+}

@@ -1,0 +1,24 @@
+/**
+ * Per-key mutual exclusion (the key is the target path): calls for the same volume target
+ * run one after another, calls for different targets in parallel. No global lock.
+ */
+export class KeyedLocks {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  async run<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(key) ?? Promise.resolve();
+    const current = previous.then(work, work);
+    const tail = current.catch(() => undefined);
+    this.tails.set(key, tail);
+    try {
+      return await current;
+    } finally {
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
+  }
+
+  /** Keys with a call running or queued (for tests and debugging). */
+  busyKeys(): string[] {
+    return [...this.tails.keys()];
+  }
+}
