@@ -1,0 +1,294 @@
+import { createHash } from 'node:crypto';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import type { Logger } from 'pino';
+import type { ConfigFile } from '../config/schema.js';
+import { DriverError } from '../errors/driver-error.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { Authenticator } from './auth/authenticator.js';
+import { pullScope } from './auth/challenge.js';
+import { CredentialStore, type RequestAuth } from './auth/credentials.js';
+import { TokenCache } from './auth/token-cache.js';
+import { isAbort, parseRetryAfter, statusError, type Target } from './http-errors.js';
+import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, nodePlatform, parseManifest, selectFromIndex, type Platform } from './manifest.js';
+import type { Descriptor, ResolvedManifest } from './oci-types.js';
+import { apiHost, formatReference, manifestReference, type Reference } from './reference.js';
+import { RegistryHttp, type Endpoint, type SendResult } from './registry-http.js';
+import { DEFAULT_RETRY, withRetry, type RetryOptions } from './retry.js';
+import { Transport } from './transport.js';
+
+export type { RequestAuth } from './auth/credentials.js';
+
+export interface RegistryClientOptions {
+  config: Readonly<ConfigFile>;
+  logger: Logger;
+  metrics?: Metrics;
+  /** Backoff for the origin (tests shorten the delays). Mirrors get one attempt each. */
+  retry?: Partial<RetryOptions>;
+  /** Platform chosen from an index; default the node's (linux/amd64 here). */
+  platform?: Platform;
+}
+
+/** Default cap for fetchBlobBytes (configs): same as manifests. */
+export const MAX_SMALL_BLOB_BYTES = MAX_MANIFEST_BYTES;
+const MAX_INDEX_DEPTH = 2;
+
+interface FetchedManifest {
+  bytes: Buffer;
+  digest: string;
+  contentType: string | undefined;
+}
+
+/**
+ * The OCI distribution client (distribution-spec "Pulling manifests" / "Pulling blobs").
+ * Each call tries the registry's mirrors in order, then the origin; against the origin,
+ * retryable failures are retried with backoff. Blob bodies stream; nothing large is buffered.
+ */
+export class RegistryClient {
+  private readonly config: Readonly<ConfigFile>;
+  private readonly logger: Logger;
+  private readonly metrics: Metrics | undefined;
+  private readonly transport: Transport;
+  private readonly credentials: CredentialStore;
+  private readonly http: RegistryHttp;
+  private readonly retry: RetryOptions;
+  private readonly platform: Platform;
+
+  constructor(options: RegistryClientOptions) {
+    this.config = options.config;
+    this.logger = options.logger.child({ component: 'registry' });
+    this.metrics = options.metrics;
+    this.retry = { ...DEFAULT_RETRY, ...options.retry };
+    this.platform = options.platform ?? nodePlatform();
+    this.transport = new Transport(this.config, { connections: Math.max(16, this.config.maxConcurrentDownloads * 4) });
+    this.credentials = new CredentialStore(this.config.dockerConfig, this.logger);
+    this.http = new RegistryHttp(this.transport, new Authenticator(this.transport, new TokenCache(), this.logger), this.logger);
+  }
+
+  async resolve(ref: Reference, opts: { auth?: RequestAuth; signal?: AbortSignal } = {}): Promise<ResolvedManifest> {
+    const name = formatReference(ref);
+    const root = await this.fetchManifest(ref, manifestReference(ref), opts);
+    if (ref.digest !== undefined && root.digest !== ref.digest) {
+      throw new DriverError('DIGEST_MISMATCH', `manifest for ${name} has digest ${root.digest}, not the ${ref.digest} asked for`, { retryable: true });
+    }
+    let current = root;
+    let parsed = parseManifest(root.bytes, root.contentType, `manifest ${name}`);
+    for (let depth = 0; parsed.kind === 'index'; depth++) {
+      if (depth >= MAX_INDEX_DEPTH) {
+        throw new DriverError('REGISTRY_PROTOCOL', `index ${name} nests indexes more than ${MAX_INDEX_DEPTH} deep`, { retryable: false });
+      }
+      const entry = selectFromIndex(parsed.index, this.platform, `manifest ${name}`);
+      if (entry.size > MAX_MANIFEST_BYTES) throw tooLarge(`manifest ${entry.digest} of ${name}`, entry.size);
+      current = await this.fetchManifest(ref, entry.digest, opts);
+      if (current.digest !== entry.digest || current.bytes.length !== entry.size) {
+        throw new DriverError(
+          'DIGEST_MISMATCH',
+          `manifest ${entry.digest} of ${name} arrived as ${current.bytes.length} bytes with digest ${current.digest} (index says ${entry.size} bytes)`,
+          { retryable: true },
+        );
+      }
+      parsed = parseManifest(current.bytes, current.contentType, `manifest ${entry.digest} of ${name}`);
+    }
+    return { digest: current.digest, rootDigest: root.digest, mediaType: parsed.mediaType, manifest: parsed.manifest, bytes: current.bytes };
+  }
+
+  /**
+   * A blob as a stream from `offset` (`Range: bytes=<offset>-`). The returned offset is the
+   * one the server honoured: 0 when it ignored the range and sent the whole blob. The stream
+   * fails if the registry sends more than `desc.size`, or ends early (resume from there).
+   */
+  async fetchBlob(
+    ref: Reference,
+    desc: Descriptor,
+    opts: { offset?: number; auth?: RequestAuth; signal?: AbortSignal } = {},
+  ): Promise<{ body: Readable; offset: number }> {
+    const offset = opts.offset ?? 0;
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset > desc.size) {
+      throw new DriverError('INVALID_ARGUMENT', `offset ${offset} is outside blob ${desc.digest} of ${desc.size} bytes`);
+    }
+    if (offset === desc.size) return { body: Readable.from([]), offset };
+    const target: Target = { registry: ref.registry, repository: ref.repository };
+    return this.acrossEndpoints(ref, opts, 'fetching a blob of', async (endpoint) => {
+      const { res } = await this.http.send(endpoint, `/v2/${ref.repository}/blobs/${desc.digest}`, {
+        headers: offset > 0 ? { range: `bytes=${offset}-` } : {},
+        ...this.sendContext(ref, endpoint, 'fetching a blob of', opts.signal),
+      });
+      let honoured: number;
+      if (res.statusCode === 200) honoured = 0;
+      else if (res.statusCode === 206) {
+        const m = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
+        honoured = m ? Number(m[1]) : NaN;
+        if (honoured !== offset) {
+          res.body.destroy();
+          throw new DriverError('REGISTRY_PROTOCOL', `registry ${endpoint.host} answered a range request for blob ${desc.digest} of ${ref.repository} with Content-Range "${String(res.headers['content-range'])}"`, { retryable: false });
+        }
+      } else {
+        await res.body.dump();
+        throw statusError(res.statusCode, target, endpoint.host, { blob: desc.digest }, parseRetryAfter(res.headers['retry-after']));
+      }
+      const body = countingStream(res.body, {
+        expected: desc.size - honoured,
+        onBytes: (n) => this.metrics?.bytesPulled.inc({ registry: ref.registry }, n),
+        describe: `blob ${desc.digest} from registry ${endpoint.host} (${ref.repository})`,
+      });
+      return { body, offset: honoured };
+    });
+  }
+
+  /** A small blob (a config) read whole, size-capped and sha256-verified. */
+  async fetchBlobBytes(ref: Reference, desc: Descriptor, opts: { auth?: RequestAuth; maxBytes?: number; signal?: AbortSignal } = {}): Promise<Buffer> {
+    const max = opts.maxBytes ?? MAX_SMALL_BLOB_BYTES;
+    if (desc.size > max) throw tooLarge(`blob ${desc.digest} of ${formatReference(ref)}`, desc.size, max);
+    const { body } = await this.fetchBlob(ref, desc, { auth: opts.auth, signal: opts.signal });
+    const chunks: Buffer[] = [];
+    const hash = createHash('sha256');
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      chunks.push(chunk);
+    }
+    const digest = `sha256:${hash.digest('hex')}`;
+    if (digest !== desc.digest) {
+      throw new DriverError('DIGEST_MISMATCH', `blob ${desc.digest} of ${formatReference(ref)} arrived with digest ${digest}; nothing was kept`, { retryable: true });
+    }
+    return Buffer.concat(chunks);
+  }
+
+  async close(): Promise<void> {
+    await this.transport.close();
+  }
+
+  // ---- internals ----
+
+  private async fetchManifest(ref: Reference, reference: string, opts: { auth?: RequestAuth; signal?: AbortSignal }): Promise<FetchedManifest> {
+    const target: Target = { registry: ref.registry, repository: ref.repository };
+    const name = `${ref.registry}/${ref.repository}@${reference}`;
+    return this.acrossEndpoints(ref, opts, 'fetching the manifest of', async (endpoint) => {
+      const { res }: SendResult = await this.http.send(endpoint, `/v2/${ref.repository}/manifests/${reference}`, {
+        headers: { accept: MANIFEST_ACCEPT.join(', ') },
+        ...this.sendContext(ref, endpoint, 'fetching the manifest of', opts.signal),
+      });
+      if (res.statusCode !== 200) {
+        await res.body.dump();
+        throw statusError(res.statusCode, target, endpoint.host, { manifest: reference }, parseRetryAfter(res.headers['retry-after']));
+      }
+      const declared = Number(res.headers['content-length']);
+      if (declared > MAX_MANIFEST_BYTES) {
+        res.body.destroy();
+        throw tooLarge(`manifest ${name}`, declared);
+      }
+      const chunks: Buffer[] = [];
+      let total = 0;
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        total += chunk.length;
+        if (total > MAX_MANIFEST_BYTES) {
+          res.body.destroy();
+          throw tooLarge(`manifest ${name}`, total);
+        }
+        chunks.push(chunk);
+      }
+      const bytes = Buffer.concat(chunks);
+      const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+      // distribution-spec: a client SHOULD verify the content against Docker-Content-Digest.
+      const claimed = res.headers['docker-content-digest'];
+      if (typeof claimed === 'string' && claimed.startsWith('sha256:') && claimed !== digest) {
+        throw new DriverError('DIGEST_MISMATCH', `registry ${endpoint.host} sent manifest ${name} with digest ${digest} but labelled it ${claimed}`, { retryable: true });
+      }
+      const contentType = res.headers['content-type'];
+      return { bytes, digest, contentType: Array.isArray(contentType) ? contentType[0] : contentType };
+    });
+  }
+
+  private sendContext(ref: Reference, endpoint: Endpoint, what: string, signal: AbortSignal | undefined) {
+    return {
+      scope: pullScope(ref.repository),
+      target: { registry: ref.registry, repository: ref.repository },
+      what,
+      signal,
+      // containerd's convention: a mirror learns which upstream is meant from `ns`.
+      ...(endpoint.isMirror ? { query: { ns: ref.registry } } : {}),
+    };
+  }
+
+  /** Mirrors in configured order, then the origin. Credentials are looked up per host. */
+  private endpoints(ref: Reference, auth: RequestAuth | undefined): Endpoint[] {
+    const out: Endpoint[] = [];
+    for (const mirror of this.transport.registryConfig(ref.registry)?.mirrors ?? []) {
+      const url = new URL(mirror);
+      out.push({
+        host: url.host,
+        base: `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}`,
+        isMirror: true,
+        // Only the mirror's own credentials: the origin's are not sent to a third party.
+        credential: this.credentials.lookup(url.host, ref.repository, auth),
+      });
+    }
+    out.push({ host: apiHost(ref.registry), isMirror: false, credential: this.credentials.lookup(ref.registry, ref.repository, auth) });
+    return out;
+  }
+
+  private async acrossEndpoints<T>(
+    ref: Reference,
+    opts: { auth?: RequestAuth; signal?: AbortSignal },
+    what: string,
+    op: (endpoint: Endpoint) => Promise<T>,
+  ): Promise<T> {
+    const endpoints = this.endpoints(ref, opts.auth);
+    for (const endpoint of endpoints) {
+      const retry = endpoint.isMirror ? { ...this.retry, attempts: 1 } : this.retry;
+      try {
+        return await withRetry(() => op(endpoint), retry, opts.signal, (err, attempt, delayMs) =>
+          this.logger.warn(
+            { registry: endpoint.host, repository: ref.repository, attempt, delayMs: Math.round(delayMs), err: (err as Error).message },
+            `retrying after a failure ${what} the repository`,
+          ),
+        );
+      } catch (err) {
+        if (!endpoint.isMirror || isAbort(err) || opts.signal?.aborted) throw err;
+        this.logger.warn({ mirror: endpoint.host, registry: ref.registry, repository: ref.repository, err: (err as Error).message }, 'mirror failed; trying the next endpoint');
+      }
+    }
+    throw new Error('unreachable: the origin is always the last endpoint');
+  }
+}
+
+function tooLarge(what: string, size: number, max = MAX_MANIFEST_BYTES): DriverError {
+  return new DriverError('MANIFEST_TOO_LARGE', `${what} is ${size} bytes, above the ${max}-byte cap; the artifact is malformed or hostile`, { retryable: false });
+}
+
+/**
+ * Passes a blob body through, counting bytes into metrics and holding the registry to the
+ * descriptor's size: more bytes than promised is refused at once (never buffered or
+ * written past the size), fewer is a retryable break the caller resumes from.
+ */
+function countingStream(source: Readable, o: { expected: number; onBytes: (n: number) => void; describe: string }): Readable {
+  let received = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, callback: TransformCallback) {
+      received += chunk.length;
+      if (received > o.expected) {
+        callback(new DriverError('DIGEST_MISMATCH', `${o.describe} sent more than the ${o.expected} bytes its descriptor promises`, { retryable: true }));
+        return;
+      }
+      o.onBytes(chunk.length);
+      callback(null, chunk);
+    },
+    flush(callback: TransformCallback) {
+      if (received < o.expected) {
+        callback(new DriverError('REGISTRY_UNAVAILABLE', `${o.describe} ended after ${received} of ${o.expected} bytes; resume from there`, { retryable: true }));
+        return;
+      }
+      callback();
+    },
+  });
+  source.on('error', (err) => {
+    counter.destroy(
+      err instanceof DriverError
+        ? err
+        : new DriverError('REGISTRY_UNAVAILABLE', `${o.describe} broke after ${received} bytes (${(err as NodeJS.ErrnoException).code ?? err.message}); resume from there`, { cause: err, retryable: true }),
+    );
+  });
+  counter.on('close', () => {
+    if (!source.destroyed) source.destroy();
+  });
+  source.pipe(counter);
+  return counter;
+}

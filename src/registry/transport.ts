@@ -1,0 +1,101 @@
+import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
+import { Agent, type Dispatcher } from 'undici';
+import type { ConfigFile, RegistryConfig } from '../config/schema.js';
+import { DriverError } from '../errors/driver-error.js';
+import { DOCKER_HUB, DOCKER_HUB_API_HOST } from './reference.js';
+
+/**
+ * Connections: one undici Agent per TLS profile (verified default, insecure, or verified
+ * with an extra CA). An Agent keeps a keep-alive pool per origin, so parallel blob streams
+ * to one registry reuse sockets.
+ *
+ * Scheme choice, as docker does for insecure registries: HTTPS first, and plain HTTP when the
+ * peer does not speak TLS at all, for registries marked `insecure` and for loopback hosts
+ * (`localhost`, 127.0.0.0/8, [::1]) even when not listed. A certificate that fails
+ * verification is never a reason to fall back: it is TLS_FAILURE. The scheme that worked is
+ * remembered per host.
+ */
+export interface TransportOptions {
+  /** Sockets per origin; enough for maxConcurrentDownloads blob streams plus manifests. */
+  connections: number;
+}
+
+export function isLoopbackHost(host: string): boolean {
+  const name = host.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  return name === 'localhost' || name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
+}
+
+export class Transport {
+  private readonly agents = new Map<string, Agent>();
+  private readonly schemes = new Map<string, 'https' | 'http'>();
+
+  constructor(
+    private readonly config: Readonly<ConfigFile>,
+    private readonly options: TransportOptions,
+  ) {}
+
+  /** The config entry for a host, also under Docker Hub's other names. */
+  registryConfig(host: string): RegistryConfig | undefined {
+    const regs = this.config.registries;
+    if (regs[host] !== undefined) return regs[host];
+    if (host === DOCKER_HUB || host === DOCKER_HUB_API_HOST || host === 'index.docker.io') {
+      return regs[DOCKER_HUB] ?? regs[DOCKER_HUB_API_HOST] ?? regs['index.docker.io'];
+    }
+    return undefined;
+  }
+
+  /** Schemes to try for a registry host, in order. */
+  schemesFor(host: string): Array<'https' | 'http'> {
+    const known = this.schemes.get(host);
+    if (known !== undefined) return [known];
+    const insecure = this.registryConfig(host)?.insecure === true;
+    return insecure || isLoopbackHost(host) ? ['https', 'http'] : ['https'];
+  }
+
+  rememberScheme(host: string, scheme: 'https' | 'http'): void {
+    this.schemes.set(host, scheme);
+  }
+
+  /** The dispatcher for a URL's host, with that host's TLS settings. */
+  dispatcherFor(host: string): Dispatcher {
+    const cfg = this.registryConfig(host);
+    const profile = cfg?.insecure ? 'insecure' : cfg?.ca !== undefined ? `ca:${cfg.ca}` : 'default';
+    let agent = this.agents.get(profile);
+    if (agent === undefined) {
+      const connect: Record<string, unknown> = {};
+      if (cfg?.insecure) connect.rejectUnauthorized = false;
+      else if (cfg?.ca !== undefined) {
+        let pem: string;
+        try {
+          pem = readFileSync(cfg.ca, 'utf8');
+        } catch (err) {
+          throw new DriverError(
+            'TLS_FAILURE',
+            `cannot read the CA file ${cfg.ca} configured for registry ${host} (${(err as NodeJS.ErrnoException).code ?? 'error'}): fix registries."${host}".ca in the driver config`,
+            { retryable: false },
+          );
+        }
+        // Added to the system roots, not instead of them (a registry may redirect blobs to
+        // public object storage).
+        connect.ca = [...rootCertificates, pem];
+      }
+      agent = new Agent({
+        connections: this.options.connections,
+        keepAliveTimeout: 30_000,
+        headersTimeout: 60_000,
+        // Idle time between body chunks, not the whole transfer.
+        bodyTimeout: 120_000,
+        connect,
+      });
+      this.agents.set(profile, agent);
+    }
+    return agent;
+  }
+
+  async close(): Promise<void> {
+    const agents = [...this.agents.values()];
+    this.agents.clear();
+    await Promise.all(agents.map((a) => a.close()));
+  }
+}
