@@ -1,4 +1,4 @@
-import { lstat, mkdir, open, realpath, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, open, realpath, rmdir, stat, unlink } from 'node:fs/promises';
 import { isAbsolute, join, resolve, sep } from 'node:path';
 import type { CallContext } from '../csi/call-wrapper.js';
 import type { NodePublishVolumeRequest } from '../csi/types.js';
@@ -83,14 +83,14 @@ export async function publishVolume(deps: NodeDeps, request: NodePublishVolumeRe
     try {
       await deps.mounter.bindReadOnly(source.path, target);
     } catch (err) {
-      if (created) await rm(target, { recursive: false, force: true }).catch(() => undefined);
+      if (created) await removeCreated(target, source.isDirectory);
       throw err;
     }
     try {
       await deps.records.put(record);
     } catch (err) {
       await deps.mounter.unmount(target).catch(() => undefined);
-      if (created) await rm(target, { force: true }).catch(() => undefined);
+      if (created) await removeCreated(target, source.isDirectory);
       throw err;
     }
     deps.metrics.mountedVolumes.set(deps.records.list().length);
@@ -150,6 +150,11 @@ async function createTarget(target: string, directory: boolean): Promise<boolean
     throw err;
   }
   return true;
+}
+
+/** Undo createTarget: never recursive, so nothing below a stray mount can be deleted. */
+async function removeCreated(target: string, directory: boolean): Promise<void> {
+  await (directory ? rmdir(target) : unlink(target)).catch(() => undefined);
 }
 
 async function sameFile(a: string, b: string): Promise<boolean> {
