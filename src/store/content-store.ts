@@ -219,7 +219,13 @@ export class ContentStore {
           await handle.truncate(0);
           emit({ doneBytes: 0, receivedBytes: 0 });
         }
-        position = await streamInto(body, handle, position, desc.size, activeHash, emit, signal);
+        const cursor = { position };
+        try {
+          await streamInto(body, handle, cursor, desc.size, activeHash, emit, signal);
+        } finally {
+          // Bytes written and hashed before a failure count: the retry resumes after them.
+          position = cursor.position;
+        }
         if (position > desc.size) return resumedFrom > 0 ? 'mismatch-after-resume' : 'mismatch';
         if (position < desc.size) throw new Error(`stream ended at ${position} of ${desc.size} bytes`);
       } catch (err) {
@@ -247,20 +253,19 @@ async function hashPrefix(handle: FileHandle, length: number, hash: Hash): Promi
 }
 
 /**
- * Write the body at `position` onward, one awaited write per chunk (backpressure: the socket
+ * Write the body at `cursor.position` onward (advanced as bytes land), one awaited write per chunk (backpressure: the socket
  * is not read faster than the disk takes it). Stops early past `limit`: more bytes than the
  * descriptor says is a mismatch, not something to store.
  */
 async function streamInto(
   body: Readable,
   handle: FileHandle,
-  start: number,
+  cursor: { position: number },
   limit: number,
   hash: Hash,
   emit: (p: IngestProgress) => void,
   signal?: AbortSignal,
-): Promise<number> {
-  let position = start;
+): Promise<void> {
   const onAbort = (): void => {
     body.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
   };
@@ -268,21 +273,21 @@ async function streamInto(
   try {
     for await (const chunk of body) {
       const buffer = chunk as Buffer;
-      if (position + buffer.length > limit) {
+      if (cursor.position + buffer.length > limit) {
         body.destroy();
-        return position + buffer.length;
+        cursor.position += buffer.length;
+        return;
       }
       let offset = 0;
       while (offset < buffer.length) {
-        const { bytesWritten } = await handle.write(buffer, offset, buffer.length - offset, position + offset);
+        const { bytesWritten } = await handle.write(buffer, offset, buffer.length - offset, cursor.position + offset);
         offset += bytesWritten;
       }
       // Hash only once the bytes are on disk: a failed write leaves hash and position agreeing.
       hash.update(buffer);
-      position += buffer.length;
-      emit({ doneBytes: position, receivedBytes: buffer.length });
+      cursor.position += buffer.length;
+      emit({ doneBytes: cursor.position, receivedBytes: buffer.length });
     }
-    return position;
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
