@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { DriverError } from '../errors/driver-error.js';
 
 /**
@@ -17,9 +17,17 @@ export async function cacheRootUsable(root: string): Promise<boolean> {
   return (await cacheRootProblem(root, { create: false })) === undefined;
 }
 
+/** mkdir -p, with the last component made on its own: a recursive mkdir reports ENOENT where the truth is EROFS. */
+async function createDirectory(root: string): Promise<void> {
+  await mkdir(dirname(root), { recursive: true });
+  await mkdir(root, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw err;
+  });
+}
+
 async function cacheRootProblem(root: string, { create }: { create: boolean }): Promise<string | undefined> {
   try {
-    if (create) await mkdir(root, { recursive: true, mode: 0o700 });
+    if (create) await createDirectory(root);
     if (!(await stat(root)).isDirectory()) return 'not a directory';
     const probe = join(root, `.probe-${randomBytes(4).toString('hex')}`);
     await writeFile(probe, '');
