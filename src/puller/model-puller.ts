@@ -164,7 +164,7 @@ export class ModelPuller {
     progress: ProgressCounter,
     abort: AbortController,
   ): Promise<number> {
-    const { client, store, models, metrics } = this.deps;
+    const { client, store, models } = this.deps;
     const desc = layer.descriptor;
     const where = `layer ${desc.digest} (${desc.mediaType}) of ${formatReference(request.reference)}`;
     let blobPath: string;
@@ -173,10 +173,8 @@ export class ModelPuller {
         store.ingest(
           desc,
           (offset, signal) => client.fetchBlob(request.reference, desc, { offset, auth: request.auth ?? {}, signal: signal ?? abort.signal }),
-          (event) => {
-            progress.set(index, event.doneBytes);
-            if (event.receivedBytes > 0) metrics?.bytesPulled.inc({ registry: request.reference.registry }, event.receivedBytes);
-          },
+          // Bytes received are counted in model_csi_pulled_bytes_total by the registry client.
+          (event) => progress.set(index, event.doneBytes),
           { signal: abort.signal },
         ),
       );
