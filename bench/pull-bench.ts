@@ -1,0 +1,112 @@
+// Cold pull throughput, side by side in one run: model-csi against curl (the wire limit here:
+// every blob fetched in parallel straight to disk), skopeo copy and oras pull, all from the
+// same docker-registry on loopback. Printed as MB/s and as a ratio to curl, because these
+// machines are noisy and only ratios from one run compare.
+//
+// usage: npm run bench  [-- --size-mib 2048 --files 4 --rounds 2]
+import { spawnSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpus, totalmem, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startRegistry } from '../test/helpers/registry.js';
+
+const { values } = parseArgs({
+  options: {
+    'size-mib': { type: 'string', default: '2048' },
+    files: { type: 'string', default: '4' },
+    rounds: { type: 'string', default: '2' },
+  },
+});
+const sizeMiB = Number(values['size-mib']);
+const fileCount = Number(values.files);
+const rounds = Number(values.rounds);
+const repoRoot = new URL('..', import.meta.url).pathname;
+const goBin = join(process.env['HOME'] ?? '/root', 'go', 'bin');
+const env = { ...process.env, PATH: `${goBin}:${process.env['PATH']}` };
+
+function need(tool: string): void {
+  if (spawnSync('sh', ['-c', `command -v ${tool}`], { env }).status !== 0) {
+    throw new Error(`bench needs ${tool}; run ./scripts/install-test-deps.sh`);
+  }
+}
+
+async function writeRandomFile(path: string, bytes: number): Promise<void> {
+  const out = createWriteStream(path);
+  const chunk = 8 * 2 ** 20;
+  for (let written = 0; written < bytes; written += chunk) {
+    const n = Math.min(chunk, bytes - written);
+    if (!out.write(randomBytes(n))) await new Promise<void>((r) => out.once('drain', () => r()));
+  }
+  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+}
+
+function run(cmd: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited ${code}: ${stderr.slice(-500)}`))));
+  });
+}
+
+async function main(): Promise<void> {
+  for (const tool of ['docker-registry', 'curl', 'skopeo', 'oras']) need(tool);
+  if (spawnSync('test', ['-f', join(repoRoot, 'dist/main.js')]).status !== 0) throw new Error('run `npm run build` first');
+
+  const work = mkdtempSync(join(tmpdir(), 'model-csi-bench-'));
+  const registry = await startRegistry();
+  try {
+    const modelDir = join(work, 'model');
+    mkdirSync(modelDir);
+    const perFile = Math.floor((sizeMiB * 2 ** 20) / fileCount);
+    for (let i = 0; i < fileCount; i++) await writeRandomFile(join(modelDir, `model-0000${i + 1}-of-0000${fileCount}.safetensors`), perFile);
+    const reference = `${registry.host}/bench/model:v1`;
+    const pushed = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'scripts/demo/push-model.ts'), modelDir, reference], { env, encoding: 'utf8' });
+    if (pushed.status !== 0) throw new Error(`push failed: ${pushed.stderr}`);
+    const manifest = (await (await fetch(`${registry.url}/v2/bench/model/manifests/v1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).json()) as {
+      layers: Array<{ digest: string; size: number }>;
+    };
+    const totalBytes = manifest.layers.reduce((sum, l) => sum + l.size, 0);
+
+    const peers: Record<string, (out: string) => Promise<void>> = {
+      curl: (out) =>
+        Promise.all(manifest.layers.map((l, i) => run('curl', ['-sSf', '-o', join(out, `blob-${i}`), `${registry.url}/v2/bench/model/blobs/${l.digest}`]))).then(() => undefined),
+      'model-csi pull': (out) => run(process.execPath, [join(repoRoot, 'dist/main.js'), 'pull', reference, '--root', out]),
+      'skopeo copy': (out) => run('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${reference}`, `dir:${join(out, 'dir')}`]),
+      'oras pull': (out) => run('oras', ['pull', '--plain-http', '--concurrency', '8', reference, '-o', join(out, 'files')]),
+    };
+    const seconds: Record<string, number[]> = {};
+    for (let round = 0; round < rounds; round++) {
+      for (const [name, pull] of Object.entries(peers)) {
+        const out = join(work, `out-${round}-${name.replace(/\W+/g, '-')}`);
+        mkdirSync(out);
+        spawnSync('sync');
+        const started = process.hrtime.bigint();
+        await pull(out);
+        (seconds[name] ??= []).push(Number(process.hrtime.bigint() - started) / 1e9);
+        rmSync(out, { recursive: true, force: true });
+      }
+    }
+    const best = (name: string) => Math.min(...seconds[name]!);
+    const mbps = (name: string) => totalBytes / 1e6 / best(name);
+    console.log(`\ncold pull of ${(totalBytes / 2 ** 30).toFixed(2)} GiB in ${fileCount} blobs from docker-registry on loopback`);
+    console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, node ${process.version}; best of ${rounds}\n`);
+    console.log('| client | seconds | MB/s | × curl |');
+    console.log('| --- | ---: | ---: | ---: |');
+    for (const name of Object.keys(peers)) {
+      console.log(`| ${name} | ${best(name).toFixed(2)} | ${mbps(name).toFixed(0)} | ${(mbps(name) / mbps('curl')).toFixed(2)} |`);
+    }
+    console.log('\nmodctl: not installable here (not served by the Go module proxy), so not measured.');
+  } finally {
+    await registry.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: Error) => {
+  console.error(`bench: ${err.message}`);
+  process.exit(1);
+});

@@ -1,0 +1,139 @@
+import { createHash } from 'node:crypto';
+import type { Logger } from '../log/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { AcquiredModel, ModelRequest, ModelSource } from '../node/model-source.js';
+import { formatReference, parseReference, type Reference } from '../registry/reference.js';
+import type { RegistryClient, RequestAuth } from '../registry/registry-client.js';
+import type { ModelPuller } from '../puller/model-puller.js';
+import type { ModelStore } from '../store/model-store.js';
+import { modelKeyFor } from '../store/model-key.js';
+import type { CacheBudget } from './cache-budget.js';
+import { PullTracker, waitForJob, type PullProgress } from './pull-tracker.js';
+import type { TagCache } from './tag-cache.js';
+
+/**
+ * The ModelSource of the product: resolve the reference, serve the model from the node cache
+ * when it is there, else pull it in the background (one pull per model however many volumes
+ * ask) and wait a bounded time for it.
+ */
+export class PullingModelSource implements ModelSource {
+  readonly pulls = new PullTracker<AcquiredModel>();
+  private readonly resolving = new Map<string, Promise<string>>();
+
+  constructor(
+    private readonly deps: {
+      client: RegistryClient;
+      puller: ModelPuller;
+      models: ModelStore;
+      tags: TagCache;
+      budget: CacheBudget;
+      metrics: Metrics;
+      logger: Logger;
+    },
+  ) {}
+
+  async acquire(request: ModelRequest, options: { waitMs: number; log: Logger }): Promise<AcquiredModel> {
+    const reference = parseReference(request.reference);
+    const auth: RequestAuth = request.dockerConfigJson === undefined ? {} : { dockerConfigJson: request.dockerConfigJson };
+    const digest = await this.digestFor(reference, request.pullPolicy, auth);
+    const key = modelKeyFor(digest, request.include, request.exclude);
+    const log = options.log.child({ reference: request.reference, digest });
+
+    const cached = await this.cachedModel(key, digest);
+    if (cached) {
+      this.deps.metrics.cacheHits.inc();
+      log.debug({ model: key }, 'model served from the node cache');
+      return cached;
+    }
+    this.deps.metrics.cacheMisses.inc();
+    const pinned: Reference = { registry: reference.registry, repository: reference.repository, digest };
+    const job = this.pulls.start(key, formatReference(reference), (progress) =>
+      this.pull(pinned, key, digest, request, auth, progress, log),
+    );
+    return waitForJob(job, options.waitMs);
+  }
+
+  /** Model keys that are being written now: never evicted. */
+  pullingKeys(): Set<string> {
+    return new Set(this.pulls.list().map((job) => job.key));
+  }
+
+  private async cachedModel(key: string, digest: string): Promise<AcquiredModel | undefined> {
+    if (!(await this.deps.models.has(key))) return undefined;
+    await this.deps.models.touch(key);
+    const entry = (await this.deps.models.list()).find((model) => model.key === key);
+    return { path: this.deps.models.path(key), digest, modelKey: key, sizeBytes: entry?.sizeBytes ?? 0 };
+  }
+
+  /**
+   * Tag → digest. A digest reference needs no registry; `IfNotPresent` reuses what the tag
+   * resolved to when this node last pulled it; `Always` asks the registry. Concurrent
+   * resolutions of one reference with the same credentials share one request.
+   */
+  private async digestFor(reference: Reference, pullPolicy: ModelRequest['pullPolicy'], auth: RequestAuth): Promise<string> {
+    if (reference.digest) return reference.digest;
+    const name = formatReference(reference);
+    if (pullPolicy === 'IfNotPresent') {
+      const cached = await this.deps.tags.get(name);
+      if (cached) return cached.digest;
+    }
+    const flightKey = `${name}\0${createHash('sha256').update(auth.dockerConfigJson ?? '').digest('hex')}`;
+    let flight = this.resolving.get(flightKey);
+    if (!flight) {
+      flight = this.deps.client
+        .resolve(reference, { auth })
+        .then(async (resolved) => {
+          await this.deps.tags.set(name, resolved.rootDigest);
+          return resolved.rootDigest;
+        })
+        .finally(() => this.resolving.delete(flightKey));
+      this.resolving.set(flightKey, flight);
+    }
+    return flight;
+  }
+
+  private async pull(
+    reference: Reference,
+    key: string,
+    digest: string,
+    request: ModelRequest,
+    auth: RequestAuth,
+    progress: PullProgress,
+    log: Logger,
+  ): Promise<AcquiredModel> {
+    const { metrics, puller, budget } = this.deps;
+    const started = Date.now();
+    metrics.pullsInFlight.inc();
+    let reservation: { release(): void } | undefined;
+    try {
+      const resolved = await this.deps.client.resolve(reference, { auth });
+      const plan = puller.plan(resolved, request.include, request.exclude);
+      progress.totalBytes = plan.totalBytes;
+      reservation = await budget.reserve(formatReference(reference), plan.totalBytes);
+      log.info({ model: key, totalBytes: plan.totalBytes }, 'pull started');
+      const pulled = await puller.pull({
+        reference,
+        resolved,
+        include: request.include,
+        exclude: request.exclude,
+        auth,
+        log,
+        onProgress: (p) => {
+          progress.doneBytes = p.doneBytes;
+          progress.totalBytes = p.totalBytes;
+        },
+      });
+      metrics.pullSeconds.observe({ result: 'success' }, (Date.now() - started) / 1000);
+      log.info({ model: key, sizeBytes: pulled.sizeBytes, seconds: (Date.now() - started) / 1000 }, 'pull complete');
+      return { path: pulled.path, digest, modelKey: key, sizeBytes: pulled.sizeBytes };
+    } catch (err) {
+      metrics.pullSeconds.observe({ result: 'failure' }, (Date.now() - started) / 1000);
+      metrics.pullFailures.inc({ reason: (err as { code?: string }).code ?? 'INTERNAL' });
+      log.warn({ err, model: key }, 'pull failed');
+      throw err;
+    } finally {
+      reservation?.release();
+      metrics.pullsInFlight.dec();
+    }
+  }
+}
