@@ -169,6 +169,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
   };
 
   await launch();
+  let stopped = false;
   return {
     host,
     url,
@@ -176,6 +177,8 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
     caFile,
     authorization,
     async stop() {
+      if (stopped) return;
+      stopped = true;
       await kill();
       await probeAgent.close();
       rmSync(workDir, { recursive: true, force: true });
