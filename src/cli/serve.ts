@@ -1,7 +1,6 @@
 import { hostname } from 'node:os';
 import { parseCommandLine } from '../config/settings.js';
 import { ControllerService } from '../controller/controller-service.js';
-import { PinnedOnlyResolver } from '../controller/model-resolver.js';
 import type { CsiHandlers } from '../csi/call-wrapper.js';
 import { startCsiServer } from '../csi/server.js';
 import { createLogger, type Logger } from '../log/logger.js';
@@ -10,10 +9,16 @@ import { Metrics } from '../metrics/metrics.js';
 import { LinuxMounter } from '../mount/linux-mounter.js';
 import { cacheRootUsable, prepareCacheRoot } from '../node/cache-root.js';
 import { identityHandlers } from '../node/identity-service.js';
-import { LocalModelSource } from '../node/local-model-source.js';
 import { NodeService } from '../node/node-service.js';
 import type { Settings } from '../config/settings.js';
 import type { CsiServiceName } from '../csi/proto.js';
+import { ModelPuller } from '../puller/model-puller.js';
+import { CacheBudget } from '../pulls/cache-budget.js';
+import { PullingModelSource } from '../pulls/pulling-model-source.js';
+import { RegistryModelResolver } from '../pulls/registry-model-resolver.js';
+import { TagCache } from '../pulls/tag-cache.js';
+import { RegistryClient } from '../registry/registry-client.js';
+import { openCache } from '../store/open-cache.js';
 
 /** In-flight calls get this long to finish after SIGTERM before they are cut. */
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -30,7 +35,7 @@ export function serveCommand(mode: 'node' | 'controller'): (argv: string[]) => P
     const metrics = new Metrics();
     if (mode === 'node') await prepareCacheRoot(settings.root);
 
-    const services = mode === 'node' ? await nodeServices(settings, metrics, logger) : controllerServices();
+    const services = mode === 'node' ? await nodeServices(settings, metrics, logger) : controllerServices(settings, metrics, logger);
     const ready = mode === 'node' ? () => cacheRootUsable(settings.root) : async () => true;
     const metricsServer = settings.metricsAddr === undefined ? undefined : await startMetricsServer(settings.metricsAddr, metrics, ready);
     if (metricsServer) logger.info({ port: metricsServer.port }, 'serving /metrics and /healthz');
@@ -56,18 +61,35 @@ export function serveCommand(mode: 'node' | 'controller'): (argv: string[]) => P
 }
 
 async function nodeServices(settings: Settings, metrics: Metrics, logger: Logger): Promise<Partial<Record<CsiServiceName, CsiHandlers>>> {
-  const node = await NodeService.create({
-    nodeId: settings.nodeId,
-    root: settings.root,
-    mounter: new LinuxMounter(),
-    modelSource: new LocalModelSource(settings.root),
+  const { config, root } = settings;
+  const { content, models } = await openCache(root, logger);
+  const client = new RegistryClient({ config, logger, metrics });
+  const puller = new ModelPuller({ client, store: content, models, config, logger, metrics });
+  // Never evict what a volume mounts or a pull is writing. `node` is assigned below; the
+  // budget only asks once a pull starts, after start-up.
+  let node: NodeService | undefined;
+  const budget: CacheBudget = new CacheBudget({
+    budget: config.cacheBudget,
+    store: models,
+    pinned: (): Set<string> => new Set([...(node?.inUseModelKeys() ?? []), ...source.pullingKeys()]),
     metrics,
     logger,
-    publishWaitMs: settings.config.publishWaitSeconds * 1000,
   });
+  const source: PullingModelSource = new PullingModelSource({ client, puller, models, tags: new TagCache(root), budget, metrics, logger });
+  node = await NodeService.create({
+    nodeId: settings.nodeId,
+    root,
+    mounter: new LinuxMounter(),
+    modelSource: source,
+    metrics,
+    logger,
+    publishWaitMs: config.publishWaitSeconds * 1000,
+  });
+  metrics.cacheBytes.set(await models.usedBytes());
   return { Node: node.handlers() };
 }
 
-function controllerServices(): Partial<Record<CsiServiceName, CsiHandlers>> {
-  return { Controller: new ControllerService(new PinnedOnlyResolver()).handlers() };
+function controllerServices(settings: Settings, metrics: Metrics, logger: Logger): Partial<Record<CsiServiceName, CsiHandlers>> {
+  const client = new RegistryClient({ config: settings.config, logger, metrics });
+  return { Controller: new ControllerService(new RegistryModelResolver(client)).handlers() };
 }
