@@ -8,6 +8,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 ./scripts/install-test-deps.sh
-export PATH="$(go env GOPATH)/bin:$PATH"
+gobin="$(go env GOPATH)/bin"
+export PATH="$gobin:$PATH"
 npm run build
 npm test

@@ -1,0 +1,86 @@
+/**
+ * A pass-through HTTP proxy in front of the real registry that counts what crosses it (blob
+ * GETs and body bytes per digest) and can slow blob bodies down to a rate, or pause them, to
+ * hold a pull in flight long enough for deadline, restart and dedup tests. The registry does
+ * all the protocol work; the proxy only observes and paces.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { request } from 'undici';
+
+export interface CountingProxy {
+  /** `127.0.0.1:PORT`: use it as the registry part of references. */
+  host: string;
+  url: string;
+  /** Completed-or-started GETs per blob digest. */
+  blobGets: Map<string, number>;
+  /** Body bytes sent per blob digest. */
+  blobBytes: Map<string, number>;
+  manifestGets: number;
+  /** Bytes per second for blob bodies; 0 = unlimited. */
+  rate: number;
+  totalBlobBytes(): number;
+  reset(): void;
+  close(): Promise<void>;
+}
+
+const BLOB_PATH = /\/blobs\/(sha256:[0-9a-f]{64})$/;
+
+export async function startCountingProxy(upstream: string, options: { rate?: number } = {}): Promise<CountingProxy> {
+  const sockets = new Set<Socket>();
+  const proxy: CountingProxy = {
+    host: '',
+    url: '',
+    blobGets: new Map(),
+    blobBytes: new Map(),
+    manifestGets: 0,
+    rate: options.rate ?? 0,
+    totalBlobBytes: () => [...proxy.blobBytes.values()].reduce((a, b) => a + b, 0),
+    reset: () => {
+      proxy.blobGets.clear();
+      proxy.blobBytes.clear();
+      proxy.manifestGets = 0;
+    },
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+
+  const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?')[0]!;
+    const blob = BLOB_PATH.exec(path)?.[1];
+    if (req.method === 'GET' && blob) proxy.blobGets.set(blob, (proxy.blobGets.get(blob) ?? 0) + 1);
+    if (req.method === 'GET' && path.includes('/manifests/')) proxy.manifestGets++;
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (v !== undefined && !['host', 'connection', 'content-length', 'transfer-encoding'].includes(k)) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+    }
+    try {
+      const up = await request(upstream + (req.url ?? '/'), { method: req.method as 'GET', headers, maxRedirections: 0 });
+      const out: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && k !== 'connection' && k !== 'keep-alive') out[k] = v;
+      res.writeHead(up.statusCode, out);
+      for await (const chunk of up.body as AsyncIterable<Buffer>) {
+        if (blob && req.method === 'GET') {
+          proxy.blobBytes.set(blob, (proxy.blobBytes.get(blob) ?? 0) + chunk.length);
+          if (proxy.rate > 0) await new Promise((resolve) => setTimeout(resolve, (chunk.length / proxy.rate) * 1000));
+        }
+        if (res.destroyed) break;
+        if (!res.write(chunk)) await new Promise((resolve) => res.once('drain', resolve));
+      }
+      res.end();
+    } catch {
+      req.socket.destroy();
+    }
+  });
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  proxy.host = `127.0.0.1:${port}`;
+  proxy.url = `http://${proxy.host}`;
+  return proxy;
+}
