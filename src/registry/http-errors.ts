@@ -13,22 +13,6 @@ export interface Target {
 
 const NOT_TLS_CODES = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_HTTP_REQUEST']);
 
-const RETRYABLE_NETWORK_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CLOSED',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-]);
-
 function errorCode(err: unknown): string | undefined {
   const e = err as { code?: unknown; cause?: { code?: unknown } } | undefined;
   if (typeof e?.code === 'string') return e.code;
@@ -71,7 +55,8 @@ export function networkError(err: unknown, target: Target, endpoint: string, wha
   return new DriverError(
     'REGISTRY_UNAVAILABLE',
     `registry ${endpoint} could not be reached (${code}) while ${what} ${target.repository}; check the network and the registry's health`,
-    { cause: err, retryable: RETRYABLE_NETWORK_CODES.has(code) || !isAbort(err) },
+    // Resets, refusals, timeouts, DNS hiccups: all worth another attempt.
+    { cause: err, retryable: true },
   );
 }
 

@@ -3,7 +3,7 @@ import { request, type Dispatcher } from 'undici';
 import { DriverError } from '../errors/driver-error.js';
 import type { Authenticator } from './auth/authenticator.js';
 import type { Credential } from './auth/docker-config.js';
-import { isNotTlsError, networkError, type Target } from './http-errors.js';
+import { isAbort, isNotTlsError, networkError, type Target } from './http-errors.js';
 import type { Transport } from './transport.js';
 
 /**
@@ -63,6 +63,7 @@ export class RegistryHttp {
           this.logger.debug({ registry: endpoint.host }, 'registry does not speak TLS; using plain HTTP');
           continue;
         }
+        if (isAbort(err)) throw err; // the caller cancelled: not a registry failure
         throw networkError(err, init.target, endpoint.host, init.what);
       }
     }

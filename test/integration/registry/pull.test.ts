@@ -11,7 +11,7 @@ import { MediaTypes } from '../../../src/registry/oci-types.js';
 import { parseReference } from '../../../src/registry/reference.js';
 import { blobDataPath, pushArtifact, pushBlob, pushManifest, sha256, startRegistry, type TestRegistry } from '../../helpers/registry.js';
 import { makeClient, readAll } from './common.js';
-import { startProxy } from './proxy.js';
+import { startProxy, type ProxyAction } from './proxy.js';
 
 const GO_BIN = join(process.env.HOME ?? '/root', 'go/bin');
 const env = { ...process.env, PATH: `${GO_BIN}:${process.env.PATH}` };
@@ -160,6 +160,15 @@ test('Range: a resumed fetch returns exactly the tail; a server ignoring Range r
   }
 });
 
+test('a registry sending more bytes than the descriptor says is refused; fewer is a resumable break', async () => {
+  const blob = await pushBlob(reg, 'models/sizes', Buffer.alloc(100_000, 7));
+  const ref = parseReference(`${reg.host}/models/sizes:any`);
+  const short = await client.fetchBlob(ref, { mediaType: 'application/octet-stream', ...blob, size: blob.size - 1 });
+  await assert.rejects(readAll(short.body), (err: unknown) => isDriverError(err, 'DIGEST_MISMATCH') && /more than the 99999 bytes/.test(err.message));
+  const long = await client.fetchBlob(ref, { mediaType: 'application/octet-stream', ...blob, size: blob.size + 1 });
+  await assert.rejects(readAll(long.body), (err: unknown) => isDriverError(err, 'REGISTRY_UNAVAILABLE') && err.retryable && /ended after 100000 of 100001 bytes/.test(err.message));
+});
+
 test('a corrupted blob in the registry is DIGEST_MISMATCH from fetchBlobBytes', async () => {
   const good = Buffer.from('{"config":"original"}');
   const blob = await pushBlob(reg, 'models/corrupt', good);
@@ -172,7 +181,7 @@ test('a corrupted blob in the registry is DIGEST_MISMATCH from fetchBlobBytes', 
 test('manifests above 4 MiB are MANIFEST_TOO_LARGE, with or without Content-Length; unknown media types are named', async () => {
   const huge = Buffer.alloc(4 * 1024 * 1024 + 10, 0x20);
   let chunked = false;
-  const proxy = await startProxy(reg.url, (req) => {
+  const proxy = await startProxy(reg.url, (req): ProxyAction => {
     if (!req.path.includes('/manifests/')) return 'pass';
     if (req.path.endsWith('/schema1')) return { status: 200, headers: { 'content-type': 'application/vnd.docker.distribution.manifest.v1+prettyjws' }, body: '{"schemaVersion":1}' };
     chunked = !chunked;
