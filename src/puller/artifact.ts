@@ -13,7 +13,11 @@ export interface FileMetadata {
 export interface LayerInfo {
   descriptor: Descriptor;
   format: LayerFormat;
-  /** Model-relative path of a raw layer's single file. */
+  /**
+   * Model-relative path of a raw layer's single file. For an archive layer, the path its
+   * annotation names (ModelPack filepath, ORAS directory title): shown by inspect, never
+   * used to place files — the archive's entries say where they go.
+   */
   path?: string;
   /** ModelPack role (weight, weight.config, doc, code, dataset), when the media type says. */
   role?: string;
@@ -71,6 +75,9 @@ function describeLayer(layer: Descriptor, kind: ArtifactKind, reference: string)
       info.path = path;
       const metadata = parseFileMetadata(firstAnnotation(annotations, Annotations.fileMetadata));
       if (metadata) info.metadata = metadata;
+    } else {
+      const shown = firstAnnotation(annotations, Annotations.filepath);
+      if (shown !== undefined) info.path = shown;
     }
     return info;
   }
@@ -79,7 +86,8 @@ function describeLayer(layer: Descriptor, kind: ArtifactKind, reference: string)
     // oras packs a directory as tar+gzip whose entries start with the directory name.
     const format = imageFormat ?? (/\+zstd$/.test(layer.mediaType) ? 'tar+zstd' : /gzip$/.test(layer.mediaType) ? 'tar+gzip' : undefined);
     if (format === undefined || format === 'raw') throw unsupported(layer, reference);
-    return { descriptor: layer, format, imageLayer: false };
+    const title = annotations[Annotations.title];
+    return { descriptor: layer, format, imageLayer: false, ...(title ? { path: title } : {}) };
   }
   const title = annotations[Annotations.title];
   if (title !== undefined && title !== '' && kind !== 'image') {

@@ -71,7 +71,7 @@ describe('artifact classification', () => {
       'r/m:v1',
     );
     assert.equal(described.kind, 'oras');
-    assert.deepEqual(described.layers.map((l) => [l.format, l.path]), [['raw', 'weights.bin'], ['raw', 'notes.txt'], ['tar+gzip', undefined]]);
+    assert.deepEqual(described.layers.map((l) => [l.format, l.path]), [['raw', 'weights.bin'], ['raw', 'notes.txt'], ['tar+gzip', 'tokenizer']]);
   });
 
   const imageTypes: Array<[string, string]> = [

@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { pushModelPack } from '../../helpers/artifacts.js';
+import { startRegistry, type TestRegistry } from '../../helpers/registry.js';
+
+let registry: TestRegistry;
+let work: string;
+before(async () => {
+  registry = await startRegistry();
+  work = await mkdtemp(join(tmpdir(), 'model-csi-cli-'));
+});
+after(async () => {
+  await registry.stop();
+  await rm(work, { recursive: true, force: true });
+});
+
+/** `model-csi ARGS` as a child process, off a terminal (so: JSON output). */
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+test('model-csi inspect, pull, cache ls and cache gc against a real registry', { timeout: 60_000 }, async () => {
+  const pushed = await pushModelPack(registry, 'cli/model', 'v1', [
+    { path: 'weights.bin', content: Buffer.alloc(100_000, 1), format: 'raw' },
+    { path: 'config.json', content: '{"cli":1}', format: 'tar+gzip' },
+  ]);
+  const reference = `${registry.host}/cli/model:v1`;
+  const root = join(work, 'cache');
+
+  const inspected = await cli(['inspect', reference, '--json']);
+  assert.equal(inspected.code, 0, inspected.stderr);
+  const inspection = JSON.parse(inspected.stdout);
+  assert.equal(inspection.kind, 'modelpack');
+  assert.equal(inspection.digest, pushed.digest);
+  assert.deepEqual(inspection.layers.map((l: { path?: string; format: string }) => [l.path, l.format]), [['weights.bin', 'raw'], ['config.json', 'tar+gzip']]);
+
+  const pulled = await cli(['pull', reference, '--root', root]);
+  assert.equal(pulled.code, 0, pulled.stderr);
+  const lines = pulled.stdout.trim().split('\n').map((line) => JSON.parse(line));
+  assert.ok(lines.some((line) => line.event === 'progress'));
+  const done = lines.at(-1);
+  assert.equal(done.event, 'done');
+  assert.equal(done.path, join(root, 'models', 'sha256', pushed.digest.slice(7)));
+  assert.equal(await readFile(join(done.path, 'config.json'), 'utf8'), '{"cli":1}');
+
+  const listed = await cli(['cache', 'ls', '--root', root]);
+  assert.equal(listed.code, 0, listed.stderr);
+  const models = listed.stdout.trim().split('\n').map((line) => JSON.parse(line));
+  assert.deepEqual(models.map((m) => [m.key, m.reference]), [[`sha256/${pushed.digest.slice(7)}`, reference]]);
+
+  // The tar+gzip layer's blob is no longer needed once unpacked; gc removes it.
+  const collected = await cli(['cache', 'gc', '--root', root]);
+  assert.equal(collected.code, 0, collected.stderr);
+  assert.equal(JSON.parse(collected.stdout).removed.blobs, 1);
+
+  const missing = await cli(['pull', `${registry.host}/cli/nothing:v1`, '--root', root]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /^model-csi pull: MANIFEST_NOT_FOUND: .*cli\/nothing/);
+  assert.equal(missing.stderr.trim().split('\n').length, 1, 'one line');
+
+  const usage = await cli(['pull']);
+  assert.equal(usage.code, 2);
+});
