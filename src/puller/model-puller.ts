@@ -6,7 +6,7 @@ import type { ImageManifest, ResolvedManifest } from '../registry/oci-types.js';
 import { formatReference, type Reference } from '../registry/reference.js';
 import type { RegistryClient, RequestAuth } from '../registry/registry-client.js';
 import type { ContentStore } from '../store/content-store.js';
-import { SingleFlight } from '../store/keyed-lock.js';
+import { SingleFlight } from '../store/single-flight.js';
 import { modelKeyFor } from '../store/model-key.js';
 import type { ModelStore } from '../store/model-store.js';
 import { describeArtifact, type ArtifactKind } from './artifact.js';
