@@ -30,19 +30,26 @@ const SHUTDOWN_GRACE_MS = 10_000;
  */
 export function serveCommand(mode: 'node' | 'controller'): (argv: string[]) => Promise<number> {
   return async (argv) => {
-    const { settings } = parseCommandLine(argv, process.env, hostname());
+    // --serve-controller: the node process serves the Controller service too (single-node
+    // clusters, and csi-sanity, whose full lifecycle tests run only when the node socket
+    // claims CONTROLLER_SERVICE).
+    const { settings, extra } = parseCommandLine(argv, process.env, hostname(), { 'serve-controller': { type: 'boolean' } });
+    const withController = mode === 'controller' || extra['serve-controller'] === true;
     const logger = createLogger(settings.config.logLevel).child({ mode, node: settings.nodeId });
     const metrics = new Metrics();
     if (mode === 'node') await prepareCacheRoot(settings.root);
 
-    const services = mode === 'node' ? await nodeServices(settings, metrics, logger) : controllerServices(settings, metrics, logger);
+    const services = {
+      ...(mode === 'node' ? await nodeServices(settings, metrics, logger) : {}),
+      ...(withController ? controllerServices(settings, metrics, logger) : {}),
+    };
     const ready = mode === 'node' ? () => cacheRootUsable(settings.root) : async () => true;
     const metricsServer = settings.metricsAddr === undefined ? undefined : await startMetricsServer(settings.metricsAddr, metrics, ready);
     if (metricsServer) logger.info({ port: metricsServer.port }, 'serving /metrics and /healthz');
 
     const csi = await startCsiServer({
       endpoint: settings.endpoint,
-      services: { Identity: identityHandlers({ controllerService: mode === 'controller', ready }), ...services },
+      services: { Identity: identityHandlers({ controllerService: withController, ready }), ...services },
       logger,
       metrics,
     });

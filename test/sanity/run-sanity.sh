@@ -3,9 +3,13 @@
 # against a real node process and a real controller process on unix sockets. Needs root
 # (the node makes real bind mounts) and csi-sanity in $CSI_SANITY, ~/go/bin or $PATH.
 #
-# The node's cache is pre-seeded with one model directory, <root>/models/sha256/<hex>, and the
-# StorageClass parameters name that model by digest, so CreateVolume → NodePublishVolume mounts
-# it the way a PVC would, without a registry.
+# A real docker-registry on loopback holds a small ModelPack model; the StorageClass parameters
+# name it by tag, so CreateVolume resolves and pins the digest and NodePublishVolume pulls it
+# into the node cache and mounts it, the way a PVC would. The node process also serves the
+# Controller service (--serve-controller) so that csi-sanity runs its full node lifecycle
+# ("Node Service should work" / "should be idempotent"), which it only does when the node
+# socket claims CONTROLLER_SERVICE; --csi.controllerendpoint points at the separate controller
+# process, so the controller's own tests run against `model-csi controller`.
 #
 # Exit status is csi-sanity's. The last line is "csi-sanity: passed=N failed=N skipped=N".
 set -euo pipefail
@@ -27,12 +31,6 @@ cd "$(dirname "$0")/../.."
 #   not claimed (the driver reports VOLUME_CONDITION through NodeGetVolumeStats).
 # - Single node multi writer: SINGLE_NODE_MULTI_WRITER not claimed (model volumes are read-only).
 # - Group snapshots: the GroupController service is not served.
-# - "Node Service should work" / "should be idempotent": these run only when the *node* socket's
-#   GetPluginCapabilities claims CONTROLLER_SERVICE; the node process does not serve the
-#   Controller service, so it does not claim it (the controller process does). The same
-#   create → publish → stats → unpublish → delete path is exercised by "should remove target
-#   path" and "NodeGetVolumeStats should fail when volume does not exist on the specified path",
-#   and by test/integration/node.
 SKIP=(
   'ListSnapshots'
   'GetSnapshot'
@@ -58,8 +56,6 @@ SKIP=(
   'single node multi writer'
   'GroupController'
   'VolumeGroupSnapshot'
-  'Node Service should work'
-  'Node Service should be idempotent'
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -88,16 +84,30 @@ cleanup() {
 }
 trap cleanup EXIT
 
-hex="$(printf 'model-csi csi-sanity model' | sha256sum | cut -d' ' -f1)"
-model="$work/root/models/sha256/$hex"
-mkdir -p "$model/weights"
-printf '{"architectures":["Sanity"]}\n' > "$model/config.json"
-head -c 65536 /dev/urandom > "$model/weights/model.safetensors"
+command -v docker-registry >/dev/null || { echo "run-sanity.sh: docker-registry not found; install it with scripts/install-test-deps.sh" >&2; exit 1; }
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+cat > "$work/registry.yml" <<YML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $work/registry
+http:
+  addr: 127.0.0.1:$port
+log:
+  level: error
+YML
+docker-registry serve "$work/registry.yml" > "$work/registry.log" 2>&1 &
+pids+=("$!")
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+mkdir -p "$work/model/weights"
+printf '{"architectures":["Sanity"]}\n' > "$work/model/config.json"
+head -c 65536 /dev/urandom > "$work/model/weights/model.safetensors"
+node --import tsx scripts/demo/push-model.ts "$work/model" "127.0.0.1:$port/sanity/model:v1" > /dev/null
 cat > "$work/params.yaml" <<YAML
-model.csi.example.org/reference: 127.0.0.1:5000/sanity/model@sha256:$hex
+model.csi.example.org/reference: 127.0.0.1:$port/sanity/model:v1
 YAML
 
-node "${main[@]}" node --endpoint "unix://$work/node.sock" --root "$work/root" --node-id sanity-node \
+node "${main[@]}" node --serve-controller --endpoint "unix://$work/node.sock" --root "$work/root" --node-id sanity-node \
   > "$work/node.log" 2>&1 &
 pids+=("$!")
 node "${main[@]}" controller --endpoint "unix://$work/controller.sock" --root "$work/controller-root" --node-id sanity-controller \
@@ -125,6 +135,8 @@ status=0
   --ginkgo.junit-report "$work/junit.xml" \
   > "$work/sanity.log" 2>&1 || status=$?
 cat "$work/sanity.log"
+echo "---- passed specs ----"
+grep -o '<testcase name="[^"]*" classname="[^"]*" status="passed"' "$work/junit.xml" | sed -E 's/<testcase name="([^"]*)".*/  \1/' || true
 if [ "$status" -ne 0 ]; then
   echo "---- node plugin log ----"; tail -n 50 "$work/node.log"
   echo "---- controller plugin log ----"; tail -n 50 "$work/controller.log"
