@@ -124,6 +124,7 @@ export class PullingModelSource implements ModelSource {
         },
       });
       metrics.pullSeconds.observe({ result: 'success' }, (Date.now() - started) / 1000);
+      metrics.cacheBytes.set(await this.deps.models.usedBytes());
       log.info({ model: key, sizeBytes: pulled.sizeBytes, seconds: (Date.now() - started) / 1000 }, 'pull complete');
       return { path: pulled.path, digest, modelKey: key, sizeBytes: pulled.sizeBytes };
     } catch (err) {

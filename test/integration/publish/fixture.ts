@@ -32,7 +32,7 @@ export interface Stage {
   close(): Promise<void>;
 }
 
-export async function startStage(options: { config?: Record<string, unknown>; registry?: StartRegistryOptions; rate?: number } = {}): Promise<Stage> {
+export async function startStage(options: { config?: Record<string, unknown>; registry?: StartRegistryOptions; rate?: number; /** More node plugin flags (`--metrics-addr …`). */ args?: string[] } = {}): Promise<Stage> {
   assert.equal(process.getuid?.(), 0, 'integration tests need root: they make real bind mounts');
   const work = await mkdtemp(join(tmpdir(), 'model-csi-publish-'));
   const root = join(work, 'root');
@@ -41,7 +41,7 @@ export async function startStage(options: { config?: Record<string, unknown>; re
   const proxy = await startCountingProxy(registry.url, options.rate === undefined ? {} : { rate: options.rate });
   const configPath = join(work, 'config.yaml');
   await writeFile(configPath, stringify({ logLevel: 'debug', ...options.config }));
-  const args = ['--endpoint', `unix://${work}/csi.sock`, '--root', root, '--node-id', 'node-a', '--config', configPath];
+  const args = ['--endpoint', `unix://${work}/csi.sock`, '--root', root, '--node-id', 'node-a', '--config', configPath, ...(options.args ?? [])];
   const stage: Stage = {
     work,
     root,
