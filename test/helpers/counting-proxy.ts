@@ -19,8 +19,16 @@ export interface CountingProxy {
   manifestGets: number;
   /** Bytes per second for blob bodies; 0 = unlimited. */
   rate: number;
+  /** Milliseconds each manifest request is held before it is forwarded; 0 = none. */
+  manifestDelayMs: number;
+  /** Every blob GET in order: digest and its `Range` header (undefined when none). */
+  blobRequests: Array<{ digest: string; range: string | undefined }>;
   totalBlobBytes(): number;
   reset(): void;
+  /** Stop listening and drop open connections: the host refuses connections, as a registry that is down. */
+  down(): Promise<void>;
+  /** Listen again on the same port after `down()`. */
+  up(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -28,6 +36,7 @@ const BLOB_PATH = /\/blobs\/(sha256:[0-9a-f]{64})$/;
 
 export async function startCountingProxy(upstream: string, options: { rate?: number } = {}): Promise<CountingProxy> {
   const sockets = new Set<Socket>();
+  let port = 0; // kept for up(): the registry host stays the same across down()/up()
   const proxy: CountingProxy = {
     host: '',
     url: '',
@@ -35,11 +44,28 @@ export async function startCountingProxy(upstream: string, options: { rate?: num
     blobBytes: new Map(),
     manifestGets: 0,
     rate: options.rate ?? 0,
+    manifestDelayMs: 0,
+    blobRequests: [],
     totalBlobBytes: () => [...proxy.blobBytes.values()].reduce((a, b) => a + b, 0),
     reset: () => {
       proxy.blobGets.clear();
       proxy.blobBytes.clear();
       proxy.manifestGets = 0;
+      proxy.blobRequests.length = 0;
+    },
+    down: async () => {
+      const closed = new Promise((resolve) => server.close(resolve));
+      for (const socket of sockets) socket.destroy();
+      await closed;
+    },
+    up: async () => {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, '127.0.0.1', () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
     },
     close: async () => {
       for (const socket of sockets) socket.destroy();
@@ -50,8 +76,12 @@ export async function startCountingProxy(upstream: string, options: { rate?: num
   const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0]!;
     const blob = BLOB_PATH.exec(path)?.[1];
-    if (req.method === 'GET' && blob) proxy.blobGets.set(blob, (proxy.blobGets.get(blob) ?? 0) + 1);
+    if (req.method === 'GET' && blob) {
+      proxy.blobGets.set(blob, (proxy.blobGets.get(blob) ?? 0) + 1);
+      proxy.blobRequests.push({ digest: blob, range: typeof req.headers.range === 'string' ? req.headers.range : undefined });
+    }
     if (req.method === 'GET' && path.includes('/manifests/')) proxy.manifestGets++;
+    if (path.includes('/manifests/') && proxy.manifestDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, proxy.manifestDelayMs));
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) {
       if (v !== undefined && !['host', 'connection', 'content-length', 'transfer-encoding'].includes(k)) headers[k] = Array.isArray(v) ? v.join(', ') : v;
@@ -67,7 +97,18 @@ export async function startCountingProxy(upstream: string, options: { rate?: num
           if (proxy.rate > 0) await new Promise((resolve) => setTimeout(resolve, (chunk.length / proxy.rate) * 1000));
         }
         if (res.destroyed) break;
-        if (!res.write(chunk)) await new Promise((resolve) => res.once('drain', resolve));
+        if (!res.write(chunk)) {
+          // A client that went away (killed driver) never drains: stop on close as well.
+          await new Promise<void>((resolve) => {
+            const done = (): void => {
+              res.off('drain', done);
+              res.off('close', done);
+              resolve();
+            };
+            res.once('drain', done);
+            res.once('close', done);
+          });
+        }
       }
       res.end();
     } catch {
@@ -79,7 +120,7 @@ export async function startCountingProxy(upstream: string, options: { rate?: num
     socket.once('close', () => sockets.delete(socket));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  port = (server.address() as AddressInfo).port;
   proxy.host = `127.0.0.1:${port}`;
   proxy.url = `http://${proxy.host}`;
   return proxy;
