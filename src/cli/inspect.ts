@@ -2,10 +2,9 @@ import { hostname } from 'node:os';
 import { formatBytes } from '../config/quantity.js';
 import { parseCommandLine } from '../config/settings.js';
 import { createLogger } from '../log/logger.js';
-import { ModelPuller } from '../puller/model-puller.js';
+import { inspectArtifact } from '../puller/model-puller.js';
 import { parseReference } from '../registry/reference.js';
 import { RegistryClient } from '../registry/registry-client.js';
-import { openCache } from '../store/open-cache.js';
 import { runCommand, usageError } from '../puller/command-result.js';
 
 const USAGE = 'usage: model-csi inspect REFERENCE [--json] [--config FILE]';
@@ -19,10 +18,8 @@ export async function inspectCommand(argv: string[]): Promise<number> {
     const logger = createLogger(settings.config.logLevel === 'info' ? 'warn' : settings.config.logLevel);
     const client = new RegistryClient({ config: settings.config, logger });
     try {
-      // Inspect needs no cache; the stores are only there because the puller owns the logic.
-      const { content, models } = await openCache(settings.root, logger);
-      const puller = new ModelPuller({ client, store: content, models, config: settings.config, logger });
-      const inspection = await puller.inspect(reference);
+      // Registry only: inspect neither opens nor creates the cache root.
+      const inspection = await inspectArtifact(client, reference);
       if (extra['json'] === true || process.stdout.isTTY !== true) {
         process.stdout.write(`${JSON.stringify(inspection, null, extra['json'] === true ? 2 : 0)}\n`);
         return 0;

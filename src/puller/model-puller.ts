@@ -88,29 +88,7 @@ export class ModelPuller {
   }
 
   async inspect(reference: Reference, auth?: RequestAuth): Promise<ArtifactInspection> {
-    const resolved = await this.deps.client.resolve(reference, { auth: auth ?? {} });
-    const name = formatReference(reference);
-    const manifest: ImageManifest = resolved.manifest;
-    const description = describeArtifact(manifest, name);
-    const inspection: ArtifactInspection = {
-      reference: name,
-      digest: resolved.rootDigest,
-      manifestDigest: resolved.digest,
-      mediaType: resolved.mediaType,
-      kind: description.kind,
-      totalBytes: manifest.layers.reduce((sum, layer) => sum + layer.size, 0),
-      layers: description.layers.map((layer) => ({
-        mediaType: layer.descriptor.mediaType,
-        digest: layer.descriptor.digest,
-        size: layer.descriptor.size,
-        format: layer.format,
-        ...(layer.path !== undefined ? { path: layer.path } : {}),
-        ...(layer.role !== undefined ? { role: layer.role } : {}),
-      })),
-    };
-    if (manifest.artifactType !== undefined) inspection.artifactType = manifest.artifactType;
-    if (manifest.config?.mediaType !== undefined) inspection.configMediaType = manifest.config.mediaType;
-    return inspection;
+    return inspectArtifact(this.deps.client, reference, auth);
   }
 
   private async assemble(key: string, resolved: ResolvedManifest, request: PullRequest): Promise<PulledModel> {
@@ -203,6 +181,33 @@ export class ModelPuller {
       throw err;
     }
   }
+}
+
+/** What an artifact holds, from the registry alone: no cache is opened or written. */
+export async function inspectArtifact(client: RegistryClient, reference: Reference, auth?: RequestAuth): Promise<ArtifactInspection> {
+  const resolved = await client.resolve(reference, { auth: auth ?? {} });
+  const name = formatReference(reference);
+  const manifest: ImageManifest = resolved.manifest;
+  const description = describeArtifact(manifest, name);
+  const inspection: ArtifactInspection = {
+    reference: name,
+    digest: resolved.rootDigest,
+    manifestDigest: resolved.digest,
+    mediaType: resolved.mediaType,
+    kind: description.kind,
+    totalBytes: manifest.layers.reduce((sum, layer) => sum + layer.size, 0),
+    layers: description.layers.map((layer) => ({
+      mediaType: layer.descriptor.mediaType,
+      digest: layer.descriptor.digest,
+      size: layer.descriptor.size,
+      format: layer.format,
+      ...(layer.path !== undefined ? { path: layer.path } : {}),
+      ...(layer.role !== undefined ? { role: layer.role } : {}),
+    })),
+  };
+  if (manifest.artifactType !== undefined) inspection.artifactType = manifest.artifactType;
+  if (manifest.config?.mediaType !== undefined) inspection.configMediaType = manifest.config.mediaType;
+  return inspection;
 }
 
 /** Sums per-layer byte counts (which may go back to 0 on a restart of that layer). */
