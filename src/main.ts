@@ -7,6 +7,11 @@ import { scrubSecrets } from './errors/scrub.js';
  * debug a node (`pull`, `inspect`, `cache`). Each command module parses its own flags through
  * config/settings.ts and gets a frozen Settings object.
  */
+// File writes, fsyncs and hashing of parallel blob streams all run on libuv's thread pool;
+// its default of 4 threads lets one slow fsync stall the other streams' writes. Set before
+// the pool starts (it starts lazily, at the first fs call).
+process.env['UV_THREADPOOL_SIZE'] ??= '16';
+
 const USAGE = `usage: model-csi <command> [flags]
 
 commands:

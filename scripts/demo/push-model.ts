@@ -67,7 +67,8 @@ for (const path of files) {
     mediaType: layerMediaType(path),
     digest,
     size: info.size,
-    annotations: { 'org.cncf.model.filepath': path, 'org.cncf.model.file.metadata+json': JSON.stringify(metadata) },
+    // The title lets ORAS-aware tools (oras pull) name the file too.
+    annotations: { 'org.cncf.model.filepath': path, 'org.cncf.model.file.metadata+json': JSON.stringify(metadata), 'org.opencontainers.image.title': path },
   });
 }
 const config = JSON.stringify({

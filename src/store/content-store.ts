@@ -1,11 +1,11 @@
-import { createHash, type Hash } from 'node:crypto';
-import { constants as fsConstants, createReadStream } from 'node:fs';
+import { constants as fsConstants } from 'node:fs';
 import { chmod, mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DriverError, isDriverError } from '../errors/driver-error.js';
 import { fsyncDirectory } from '../fs/atomic-write.js';
+import { hashFileAsWritten } from './file-hasher.js';
 import type { Logger } from '../log/logger.js';
 import type { Descriptor } from '../registry/oci-types.js';
 import { digestHex, isSha256Hex } from './digest.js';
@@ -42,8 +42,8 @@ interface Flight {
  *   <root>/ingest/<hex>          partial download, kept across restarts and resumed
  *   <root>/blobs/sha256/<hex>    complete, sha256-verified, fsynced, mode 0444
  *
- * Lifecycle of `ingest`: exists → done; else hash the bytes already in ingest/, fetch the
- * rest with a Range request, hash and write while streaming (position-based writes, so a
+ * Lifecycle of `ingest`: exists → done; else keep the bytes already in ingest/, fetch the
+ * rest with a Range request, write while streaming and hash the file as written (on a worker: file-hasher.ts; position-based writes, so a
  * later change can fill one file from several ranged requests), check size and digest,
  * fsync, rename into blobs/, fsync the directory. Nothing unverified is ever under blobs/.
  * One download per digest at a time (per-digest single flight), different digests in
@@ -146,14 +146,14 @@ export class ContentStore {
     const ingestPath = join(this.ingestDir, hex);
     const handle = await open(ingestPath, fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW, 0o644);
     try {
-      let written = await this.writeVerified(desc, handle, openBlob, emit, signal);
+      let written = await this.writeVerified(desc, ingestPath, handle, openBlob, emit, signal);
       if (written === 'mismatch-after-resume') {
         // The prefix from an earlier run may be torn (a crash before fsync can leave
         // garbage); start over once before calling the registry's data corrupt.
         this.options.logger?.warn({ digest: desc.digest }, 'resumed blob failed verification; downloading it again from the start');
         await handle.truncate(0);
         emit({ doneBytes: 0, receivedBytes: 0 });
-        written = await this.writeVerified(desc, handle, openBlob, emit, signal);
+        written = await this.writeVerified(desc, ingestPath, handle, openBlob, emit, signal);
       }
       if (written !== 'ok') {
         await handle.close().catch(() => undefined);
@@ -186,6 +186,7 @@ export class ContentStore {
    */
   private async writeVerified(
     desc: Descriptor,
+    path: string,
     handle: FileHandle,
     openBlob: BlobOpener,
     emit: (p: IngestProgress) => void,
@@ -197,12 +198,15 @@ export class ContentStore {
       position = 0;
     }
     const resumedFrom = position;
-    const hash = createHash('sha256');
-    if (position > 0) await hashPrefix(handle, position, hash);
+    // The file is hashed as it is on disk, from byte 0: a resumed prefix is read back too.
+    let hasher = hashFileAsWritten(path);
+    let restarted = false;
+    if (position > 0) hasher.advance(position);
     emit({ doneBytes: position, receivedBytes: 0 });
 
     let failures = 0;
-    let activeHash = hash;
+    let digested = false;
+    try {
     while (position < desc.size) {
       signal?.throwIfAborted();
       const before = position;
@@ -214,14 +218,16 @@ export class ContentStore {
             throw new DriverError('REGISTRY_PROTOCOL', `registry answered blob ${desc.digest} from offset ${offset} when ${position} was asked`);
           }
           // Range ignored: the body starts at 0; rewrite from the start.
-          activeHash = createHash('sha256');
+          hasher.discard();
           position = 0;
           await handle.truncate(0);
+          hasher = hashFileAsWritten(path);
+          restarted = true;
           emit({ doneBytes: 0, receivedBytes: 0 });
         }
         const cursor = { position };
         try {
-          await streamInto(body, handle, cursor, desc.size, activeHash, emit, signal);
+          await streamInto(body, handle, cursor, desc.size, hasher.advance, emit, signal);
         } finally {
           // Bytes written and hashed before a failure count: the retry resumes after them.
           position = cursor.position;
@@ -241,28 +247,33 @@ export class ContentStore {
         await sleep(delay, undefined, { signal });
       }
     }
-    const actual = `sha256:${activeHash.digest('hex')}`;
+    digested = true;
+    const actual = await hasher.digest(desc.size);
     if (actual === desc.digest) return 'ok';
-    return resumedFrom > 0 && activeHash === hash ? 'mismatch-after-resume' : 'mismatch';
+    return resumedFrom > 0 && !restarted ? 'mismatch-after-resume' : 'mismatch';
+    } finally {
+      if (!digested) hasher.discard();
+    }
   }
 }
 
-async function hashPrefix(handle: FileHandle, length: number, hash: Hash): Promise<void> {
-  const stream = createReadStream('', { fd: handle.fd, start: 0, end: length - 1, autoClose: false, highWaterMark: 1 << 20 });
-  for await (const chunk of stream) hash.update(chunk as Buffer);
-}
+/** Bytes gathered before one positioned write: fewer, larger syscalls than one per socket chunk. */
+const WRITE_BATCH_BYTES = 4 * 2 ** 20;
 
 /**
- * Write the body at `cursor.position` onward (advanced as bytes land), one awaited write per chunk (backpressure: the socket
- * is not read faster than the disk takes it). Stops early past `limit`: more bytes than the
- * descriptor says is a mismatch, not something to store.
+ * Write the body at `cursor.position` onward. Chunks are batched, and the next batch is read
+ * from the socket while the previous one is being written (one write in flight: the socket is
+ * still not read faster than the disk takes it). `cursor.position` and the hash advance only
+ * once a batch is on disk, so after a failure they agree and the retry resumes there. Stops
+ * early past `limit`: more bytes than the descriptor says is a mismatch, not something to store.
  */
 async function streamInto(
   body: Readable,
   handle: FileHandle,
   cursor: { position: number },
   limit: number,
-  hash: Hash,
+  /** Told each time bytes up to a position are on disk. */
+  onWritten: (position: number) => void,
   emit: (p: IngestProgress) => void,
   signal?: AbortSignal,
 ): Promise<void> {
@@ -270,26 +281,65 @@ async function streamInto(
     body.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
   };
   signal?.addEventListener('abort', onAbort, { once: true });
+  let writePosition = cursor.position;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let inFlight: Promise<void> | undefined;
+
+  const writeBatch = async (buffers: Buffer[], at: number, bytes: number): Promise<void> => {
+    const { bytesWritten } = await handle.writev(buffers, at);
+    if (bytesWritten < bytes) await writeFully(handle, Buffer.concat(buffers).subarray(bytesWritten), at + bytesWritten);
+    cursor.position += bytes;
+    onWritten(cursor.position);
+    emit({ doneBytes: cursor.position, receivedBytes: bytes });
+  };
+  const startBatch = async (): Promise<void> => {
+    if (inFlight) await inFlight;
+    if (pendingBytes === 0) return;
+    const buffers = pending;
+    const bytes = pendingBytes;
+    const at = writePosition;
+    writePosition += bytes;
+    pending = [];
+    pendingBytes = 0;
+    inFlight = writeBatch(buffers, at, bytes);
+    inFlight.catch(() => undefined); // surfaced by the next await of inFlight
+  };
+
   try {
     for await (const chunk of body) {
       const buffer = chunk as Buffer;
-      if (cursor.position + buffer.length > limit) {
+      if (writePosition + pendingBytes + buffer.length > limit) {
         body.destroy();
+        await startBatch();
+        await inFlight;
         cursor.position += buffer.length;
         return;
       }
-      let offset = 0;
-      while (offset < buffer.length) {
-        const { bytesWritten } = await handle.write(buffer, offset, buffer.length - offset, cursor.position + offset);
-        offset += bytesWritten;
-      }
-      // Hash only once the bytes are on disk: a failed write leaves hash and position agreeing.
-      hash.update(buffer);
-      cursor.position += buffer.length;
-      emit({ doneBytes: cursor.position, receivedBytes: buffer.length });
+      pending.push(buffer);
+      pendingBytes += buffer.length;
+      if (pendingBytes >= WRITE_BATCH_BYTES) await startBatch();
     }
+    await startBatch();
+    await inFlight;
+  } catch (err) {
+    // The bytes received before the stream broke are good (TCP delivers a prefix): write
+    // them, so the retry's Range starts after them rather than at the last batch boundary.
+    await startBatch().catch(() => undefined);
+    await inFlight?.catch(() => undefined);
+    throw err;
   } finally {
     signal?.removeEventListener('abort', onAbort);
+    // Leave nothing running on the handle: the caller resumes from cursor.position or closes it.
+    await inFlight?.catch(() => undefined);
+  }
+}
+
+async function writeFully(handle: FileHandle, buffer: Buffer, at: number): Promise<void> {
+  let offset = 0;
+  while (offset < buffer.length) {
+    const { bytesWritten } = await handle.write(buffer, offset, buffer.length - offset, at + offset);
+    offset += bytesWritten;
   }
 }
 
