@@ -13,6 +13,7 @@ import { NodeService } from '../node/node-service.js';
 import type { Settings } from '../config/settings.js';
 import type { CsiServiceName } from '../csi/proto.js';
 import { ModelPuller } from '../puller/model-puller.js';
+import { AccessGrants } from '../pulls/access-grants.js';
 import { CacheBudget } from '../pulls/cache-budget.js';
 import { PullingModelSource } from '../pulls/pulling-model-source.js';
 import { RegistryModelResolver } from '../pulls/registry-model-resolver.js';
@@ -82,7 +83,16 @@ async function nodeServices(settings: Settings, metrics: Metrics, logger: Logger
     metrics,
     logger,
   });
-  const source: PullingModelSource = new PullingModelSource({ client, puller, models, tags: new TagCache(root), budget, metrics, logger });
+  const source: PullingModelSource = new PullingModelSource({
+    client,
+    puller,
+    models,
+    tags: new TagCache(root),
+    grants: new AccessGrants(root, logger),
+    budget,
+    metrics,
+    logger,
+  });
   node = await NodeService.create({
     nodeId: settings.nodeId,
     root,

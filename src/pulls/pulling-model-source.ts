@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { AcquiredModel, ModelRequest, ModelSource } from '../node/model-source.js';
@@ -7,6 +6,7 @@ import type { RegistryClient, RequestAuth } from '../registry/registry-client.js
 import type { ModelPuller } from '../puller/model-puller.js';
 import type { ModelStore } from '../store/model-store.js';
 import { modelKeyFor } from '../store/model-key.js';
+import { credentialHash, type AccessGrants } from './access-grants.js';
 import type { CacheBudget } from './cache-budget.js';
 import { PullTracker, waitForJob, type PullProgress } from './pull-tracker.js';
 import type { TagCache } from './tag-cache.js';
@@ -27,6 +27,7 @@ export class PullingModelSource implements ModelSource {
       models: ModelStore;
       tags: TagCache;
       budget: CacheBudget;
+      grants: AccessGrants;
       metrics: Metrics;
       logger: Logger;
     },
@@ -35,21 +36,29 @@ export class PullingModelSource implements ModelSource {
   async acquire(request: ModelRequest, options: { waitMs: number; log: Logger }): Promise<AcquiredModel> {
     const reference = parseReference(request.reference);
     const auth: RequestAuth = request.dockerConfigJson === undefined ? {} : { dockerConfigJson: request.dockerConfigJson };
-    const digest = await this.digestFor(reference, request.pullPolicy, auth);
+    const caller: Caller = { auth, repository: `${reference.registry}/${reference.repository}`, credentials: credentialHash(request.dockerConfigJson) };
+    const digest = await this.digestFor(reference, request.pullPolicy, caller);
     const key = modelKeyFor(digest, request.include, request.exclude);
     const log = options.log.child({ reference: request.reference, digest });
+    const pinned: Reference = { registry: reference.registry, repository: reference.repository, digest };
+    // What is already on the node (or on its way) is shared only with callers the registry
+    // would let pull it themselves (access-grants.ts).
+    const mayRead = () => this.deps.grants.check(caller.repository, caller.credentials, () => this.deps.client.resolve(pinned, { auth }));
 
     const cached = await this.cachedModel(key, digest);
     if (cached) {
+      await mayRead();
       this.deps.metrics.cacheHits.inc();
       log.debug({ model: key }, 'model served from the node cache');
       return cached;
     }
+    const running = this.pulls.get(key);
+    if (running) {
+      await mayRead();
+      return waitForJob(running, options.waitMs);
+    }
     this.deps.metrics.cacheMisses.inc();
-    const pinned: Reference = { registry: reference.registry, repository: reference.repository, digest };
-    const job = this.pulls.start(key, formatReference(reference), (progress) =>
-      this.pull(pinned, key, digest, request, auth, progress, log),
-    );
+    const job = this.pulls.start(key, formatReference(reference), (progress) => this.pull(pinned, key, digest, request, caller, progress, log));
     return waitForJob(job, options.waitMs);
   }
 
@@ -70,19 +79,20 @@ export class PullingModelSource implements ModelSource {
    * resolved to when this node last pulled it; `Always` asks the registry. Concurrent
    * resolutions of one reference with the same credentials share one request.
    */
-  private async digestFor(reference: Reference, pullPolicy: ModelRequest['pullPolicy'], auth: RequestAuth): Promise<string> {
+  private async digestFor(reference: Reference, pullPolicy: ModelRequest['pullPolicy'], caller: Caller): Promise<string> {
     if (reference.digest) return reference.digest;
     const name = formatReference(reference);
     if (pullPolicy === 'IfNotPresent') {
       const cached = await this.deps.tags.get(name);
       if (cached) return cached.digest;
     }
-    const flightKey = `${name}\0${createHash('sha256').update(auth.dockerConfigJson ?? '').digest('hex')}`;
+    const flightKey = `${name}\0${caller.credentials}`;
     let flight = this.resolving.get(flightKey);
     if (!flight) {
       flight = this.deps.client
-        .resolve(reference, { auth })
+        .resolve(reference, { auth: caller.auth })
         .then(async (resolved) => {
+          await this.deps.grants.grant(caller.repository, caller.credentials);
           await this.deps.tags.set(name, resolved.rootDigest);
           return resolved.rootDigest;
         })
@@ -97,16 +107,18 @@ export class PullingModelSource implements ModelSource {
     key: string,
     digest: string,
     request: ModelRequest,
-    auth: RequestAuth,
+    caller: Caller,
     progress: PullProgress,
     log: Logger,
   ): Promise<AcquiredModel> {
+    const { auth } = caller;
     const { metrics, puller, budget } = this.deps;
     const started = Date.now();
     metrics.pullsInFlight.inc();
     let reservation: { release(): void } | undefined;
     try {
       const resolved = await this.deps.client.resolve(reference, { auth });
+      await this.deps.grants.grant(caller.repository, caller.credentials);
       const plan = puller.plan(resolved, request.include, request.exclude);
       progress.totalBytes = plan.totalBytes;
       reservation = await budget.reserve(formatReference(reference), plan.totalBytes);
@@ -137,4 +149,13 @@ export class PullingModelSource implements ModelSource {
       metrics.pullsInFlight.dec();
     }
   }
+}
+
+/** Who asks: their credentials for the registry, and the identity grants are kept under. */
+interface Caller {
+  auth: RequestAuth;
+  /** `host/repository` */
+  repository: string;
+  /** credentialHash() of the call's pull secret. */
+  credentials: string;
 }

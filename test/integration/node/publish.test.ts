@@ -5,11 +5,14 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { readMountInfo, topMountAt } from '../../../src/mount/mountinfo.js';
+import { pushModelPack } from '../../helpers/artifacts.js';
+import { startRegistry, type TestRegistry } from '../../helpers/registry.js';
 import { callCsi, closeClients, csiClients, startDriver, stopDriver, type CsiClients, type DriverProcess } from '../../helpers/driver-process.js';
 
-// Drives a real node plugin process as kubelet would, with real bind mounts (needs root).
-const HEX = 'd'.repeat(64);
-const REFERENCE = `127.0.0.1:5000/models/tiny@sha256:${HEX}`;
+// Drives a real node plugin process as kubelet would, with real bind mounts (needs root),
+// against a real registry holding a tiny model.
+let REFERENCE: string;
+let registry: TestRegistry;
 let work: string;
 let root: string;
 let driver: DriverProcess;
@@ -25,7 +28,7 @@ function publishRequest(target: string, context: Record<string, string> = {}) {
     target_path: target,
     volume_capability: { mount: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } },
     readonly: true,
-    secrets: { '.dockerconfigjson': '{"auths":{"r":{"auth":"dG9wLXNlY3JldC12YWx1ZQ=="}}}' },
+    secrets: { '.dockerconfigjson': '{"auths":{"other.example.com":{"auth":"dXNlcjp0b3Atc2VjcmV0LXZhbHVl"}}}' },
     volume_context: { 'model.csi.example.org/reference': REFERENCE, 'csi.storage.k8s.io/ephemeral': 'true', ...context },
   };
 }
@@ -38,10 +41,12 @@ before(async () => {
   assert.equal(process.getuid?.(), 0, 'integration tests need root: they make real bind mounts');
   work = await mkdtemp(join(tmpdir(), 'model-csi-node-'));
   root = join(work, 'root');
-  const model = join(root, 'models', 'sha256', HEX);
-  await mkdir(join(model, 'weights'), { recursive: true });
-  await writeFile(join(model, 'config.json'), '{"model":"tiny"}');
-  await writeFile(join(model, 'weights', 'w.safetensors'), Buffer.alloc(8192, 1));
+  registry = await startRegistry();
+  const pushed = await pushModelPack({ url: registry.url }, 'models/tiny', 'v1', [
+    { path: 'config.json', content: '{"model":"tiny"}', format: 'raw', role: 'weight.config' },
+    { path: 'weights/w.safetensors', content: Buffer.alloc(8192, 1), format: 'raw', role: 'weight' },
+  ]);
+  REFERENCE = `${registry.host}/models/tiny@${pushed.digest}`;
   await mkdir(join(work, 'pods'));
   driver = await startDriver('node', args(), { MODEL_CSI_CONFIG: await debugConfig() });
   clients = csiClients(driver.endpoint);
@@ -60,6 +65,7 @@ after(async () => {
     await import('node:child_process').then(({ execFileSync }) => execFileSync('/bin/umount', [mount.mountPoint]));
   }
   await rm(work, { recursive: true, force: true });
+  await registry.stop();
 });
 
 test('publish makes a ro,nosuid,nodev bind mount that refuses writes (EROFS)', async () => {
@@ -97,7 +103,7 @@ test('the call log has one line per call with method, volume id and code, and ne
   const log = driver.stderr();
   assert.match(log, /"method":"NodePublishVolume","volumeId":"vol-1".*"code":"OK"/);
   assert.match(log, /"code":"ALREADY_EXISTS"/);
-  assert.ok(!log.includes('dG9wLXNlY3JldC12YWx1ZQ'), 'a secret reached the log');
+  assert.ok(!log.includes('dXNlcjp0b3Atc2VjcmV0LXZhbHVl'.slice(0, 20)) && !log.includes('top-secret-value'), 'a secret reached the log');
   assert.ok(log.includes('"request"'), 'debug request logging is what this test checks');
 });
 
