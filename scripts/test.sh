@@ -11,4 +11,5 @@ fi
 gobin="$(go env GOPATH)/bin"
 export PATH="$gobin:$PATH"
 npm run build
+npm run typecheck
 npm test

@@ -2,7 +2,7 @@ import { DRIVER_NAME, readPackageVersion } from '../cli/package-info.js';
 import type { CsiHandlers } from '../csi/call-wrapper.js';
 
 export interface IdentityOptions {
-  /** Only the controller process serves the Controller service, so only it claims it. */
+  /** Claimed only by a process that serves the Controller service (`controller`, or `node --serve-controller`). */
   controllerService: boolean;
   /** Probe's readiness (the node: its cache root is a writable directory). */
   ready: () => Promise<boolean>;

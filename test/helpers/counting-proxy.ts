@@ -87,7 +87,7 @@ export async function startCountingProxy(upstream: string, options: { rate?: num
       if (v !== undefined && !['host', 'connection', 'content-length', 'transfer-encoding'].includes(k)) headers[k] = Array.isArray(v) ? v.join(', ') : v;
     }
     try {
-      const up = await request(upstream + (req.url ?? '/'), { method: req.method as 'GET', headers, maxRedirections: 0 });
+      const up = await request(upstream + (req.url ?? '/'), { method: req.method as 'GET', headers });
       const out: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && k !== 'connection' && k !== 'keep-alive') out[k] = v;
       res.writeHead(up.statusCode, out);

@@ -18,7 +18,7 @@ export interface TarEntrySpec {
 export async function buildTar(entries: readonly TarEntrySpec[]): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
-  pack.on('data', (chunk: Buffer) => chunks.push(chunk));
+  pack.on('data', (chunk: unknown) => void chunks.push(chunk as Buffer));
   const done = new Promise<void>((resolve, reject) => {
     pack.on('end', resolve);
     pack.on('error', reject);
@@ -27,15 +27,17 @@ export async function buildTar(entries: readonly TarEntrySpec[]): Promise<Buffer
     const type = spec.type ?? 'file';
     const body = type === 'file' ? Buffer.from(spec.content ?? '') : undefined;
     await new Promise<void>((resolve, reject) => {
-      const header: tar.Headers = {
+      // tar-stream fills the fields left out (uid, gid, names…) with defaults.
+      const header = {
         name: spec.name,
         type,
         mode: spec.mode ?? (type === 'directory' ? 0o755 : 0o644),
         mtime: spec.mtime ?? new Date('2024-01-01T00:00:00Z'),
         ...(spec.linkname !== undefined ? { linkname: spec.linkname } : {}),
         ...(body ? { size: body.length } : {}),
-      };
-      pack.entry(header, body, (err) => (err ? reject(err) : resolve()));
+      } as tar.Header;
+      if (body) pack.entry(header, body, (err) => (err ? reject(err) : resolve()));
+      else pack.entry(header, (err) => (err ? reject(err) : resolve()));
     });
   }
   pack.finalize();

@@ -38,6 +38,9 @@ async function failsWithOneLine(args: string[], pattern: RegExp, mode = 'node'):
 
 test('SIGTERM stops the server, removes the socket and exits 0', async () => {
   const driver = await startDriver('node', nodeArgs('term'));
+  // Only root (kubelet, the sidecars) may talk to the driver: a pod that can reach the
+  // plugin directory must not be able to unpublish other pods' volumes (the peer's #11).
+  assert.equal((await stat(join(work, 'term.sock'))).mode & 0o777, 0o600);
   assert.equal(await stopDriver(driver, 'SIGTERM'), 0);
   await assert.rejects(stat(join(work, 'term.sock')), { code: 'ENOENT' });
 });

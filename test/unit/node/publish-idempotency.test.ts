@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import type { CallContext, CsiHandlers } from '../../../src/csi/call-wrapper.js';
 import { isDriverError } from '../../../src/errors/driver-error.js';
 import { Metrics } from '../../../src/metrics/metrics.js';
-import { LocalModelSource } from '../../../src/node/local-model-source.js';
+import { CachedModelSource } from '../../helpers/cached-model-source.js';
 import { NodeService } from '../../../src/node/node-service.js';
 import { FakeMounter } from './fake-mounter.js';
 
@@ -69,7 +69,7 @@ beforeEach(async () => {
   await rm(join(root, 'state'), { recursive: true, force: true });
   mounter = new FakeMounter();
   node = await NodeService.create({
-    nodeId: 'n1', root, mounter, modelSource: new LocalModelSource(root),
+    nodeId: 'n1', root, mounter, modelSource: new CachedModelSource(root),
     metrics: new Metrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }), publishWaitMs: 1000,
   });
   handlers = node.handlers();
@@ -182,7 +182,7 @@ describe('argument checks', () => {
     await expectStatus(handlers['NodePublishVolume']!(publishRequest(target(), ctx({ 'model.csi.example.org/typo': 'x' })), context), status.INVALID_ARGUMENT, 'INVALID_ATTRIBUTE');
     await expectStatus(handlers['NodePublishVolume']!(publishRequest(target(), ctx({ 'model.csi.example.org/subPath': 'nope' })), context), status.FAILED_PRECONDITION, 'SUBPATH_NOT_FOUND');
     const uncached = { volume_context: { 'model.csi.example.org/reference': `r.example/m@sha256:${'b'.repeat(64)}` } };
-    await expectStatus(handlers['NodePublishVolume']!(publishRequest(target(), uncached), context), status.FAILED_PRECONDITION, 'MODEL_NOT_CACHED');
+    await expectStatus(handlers['NodePublishVolume']!(publishRequest(target(), uncached), context), status.NOT_FOUND, 'MANIFEST_NOT_FOUND');
     assert.equal(mounter.bindCalls, 0);
     assert.equal(await exists(target()), false);
   });
