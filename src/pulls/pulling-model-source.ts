@@ -2,6 +2,7 @@ import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { AcquiredModel, ModelRequest, ModelSource } from '../node/model-source.js';
 import { formatReference, parseReference, type Reference } from '../registry/reference.js';
+import type { ResolvedManifest } from '../registry/oci-types.js';
 import type { RegistryClient, RequestAuth } from '../registry/registry-client.js';
 import type { ModelPuller } from '../puller/model-puller.js';
 import type { ModelStore } from '../store/model-store.js';
@@ -19,6 +20,8 @@ import type { TagCache } from './tag-cache.js';
 export class PullingModelSource implements ModelSource {
   readonly pulls = new PullTracker<AcquiredModel>();
   private readonly resolving = new Map<string, Promise<string>>();
+  /** Manifests just fetched to resolve a tag, handed to the pull so it does not fetch them again. */
+  private readonly resolved = new Map<string, ResolvedManifest>();
 
   constructor(
     private readonly deps: {
@@ -94,6 +97,11 @@ export class PullingModelSource implements ModelSource {
         .then(async (resolved) => {
           await this.deps.grants.grant(caller.repository, caller.credentials);
           await this.deps.tags.set(name, resolved.rootDigest);
+          if (!(await this.deps.models.has(modelKeyFor(resolved.rootDigest)))) {
+            // Bounded: an entry no pull consumes (a partial selection already cached) ages out.
+            if (this.resolved.size >= 32) this.resolved.delete(this.resolved.keys().next().value!);
+            this.resolved.set(resolved.rootDigest, resolved);
+          }
           return resolved.rootDigest;
         })
         .finally(() => this.resolving.delete(flightKey));
@@ -117,7 +125,9 @@ export class PullingModelSource implements ModelSource {
     metrics.pullsInFlight.inc();
     let reservation: { release(): void } | undefined;
     try {
-      const resolved = await this.deps.client.resolve(reference, { auth });
+      const handedOver = this.resolved.get(digest);
+      this.resolved.delete(digest);
+      const resolved = handedOver ?? (await this.deps.client.resolve(reference, { auth }));
       await this.deps.grants.grant(caller.repository, caller.credentials);
       const plan = puller.plan(resolved, request.include, request.exclude);
       progress.totalBytes = plan.totalBytes;
