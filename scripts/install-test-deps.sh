@@ -4,6 +4,8 @@
 # already present is not installed again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Go builds the test peers; a fresh machine may have it installed but not on PATH.
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; fi
 
 # Test peers built from Go modules: pinned versions the Go module proxy serves.
 CSI_SANITY_VERSION=v5.6.0
