@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -109,4 +110,15 @@ test('bad attributes are INVALID_ARGUMENT before anything is fetched', async () 
     });
   }
   assert.equal(stage.proxy.manifestGets + stage.proxy.totalBlobBytes(), 0);
+});
+
+test('NodeGetVolumeStats marks a volume abnormal when its mount disappeared', async () => {
+  const path = target(stage, 'vanishing');
+  await callCsi(stage.clients.node, 'NodePublishVolume', publishRequest(path, { reference: model.reference }));
+  execFileSync('/bin/umount', [path]); // e.g. an operator or a crashed runtime took it away
+  const stats = await callCsi(stage.clients.node, 'NodeGetVolumeStats', { volume_id: 'vol-vanishing', volume_path: path });
+  assert.equal(stats.volume_condition?.abnormal, true);
+  assert.match(stats.volume_condition?.message ?? '', /mount/i);
+  await callCsi(stage.clients.node, 'NodeUnpublishVolume', { volume_id: 'vol-vanishing', target_path: path });
+  await assert.rejects(stat(path), { code: 'ENOENT' });
 });
