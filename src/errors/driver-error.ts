@@ -1,4 +1,4 @@
-import { status as GrpcStatus } from '@grpc/grpc-js';
+import { GrpcStatus, type GrpcStatusCode } from './grpc-status.js';
 
 /**
  * The error catalog. Every failure the driver reports carries one of these stable codes,
@@ -56,7 +56,7 @@ export interface DriverErrorOptions {
 export class DriverError extends Error {
   override readonly name = 'DriverError';
   readonly code: ErrorCode;
-  readonly grpcStatus: GrpcStatus;
+  readonly grpcStatus: GrpcStatusCode;
   readonly retryable: boolean;
 
   constructor(code: ErrorCode, message: string, options: DriverErrorOptions = {}) {

@@ -40,3 +40,8 @@ test('UNAVAILABLE errors are retryable by default, others are not', () => {
   assert.equal(new DriverError('PULL_IN_PROGRESS', 'x').retryable, true);
   assert.equal(new DriverError('UNSAFE_PATH', 'x').retryable, false);
 });
+
+test('our gRPC status numbers are the ones grpc-js puts on the wire', async () => {
+  const { GrpcStatus } = await import('../../../src/errors/grpc-status.js');
+  for (const [name, value] of Object.entries(GrpcStatus)) assert.equal(value, status[name as keyof typeof status], name);
+});
