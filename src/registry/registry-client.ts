@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { ConfigFile } from '../config/schema.js';
 import { DriverError } from '../errors/driver-error.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { recyclePieces } from './raw-http.js';
 import { Authenticator } from './auth/authenticator.js';
 import { pullScope } from './auth/challenge.js';
 import { CredentialStore, type RequestAuth } from './auth/credentials.js';
@@ -30,6 +31,8 @@ export interface RegistryClientOptions {
 
 /** Default cap for fetchBlobBytes (configs): same as manifests. */
 export const MAX_SMALL_BLOB_BYTES = MAX_MANIFEST_BYTES;
+/** From this size a blob gets a connection of its own (raw-http.ts); smaller ones share keep-alive sockets. */
+const LARGE_BLOB_BYTES = 8 * 2 ** 20;
 const MAX_INDEX_DEPTH = 2;
 
 interface FetchedManifest {
@@ -100,16 +103,17 @@ export class RegistryClient {
     ref: Reference,
     desc: Descriptor,
     opts: { offset?: number; auth?: RequestAuth; signal?: AbortSignal } = {},
-  ): Promise<{ body: Readable; offset: number }> {
+  ): Promise<{ body: Readable; offset: number; recycle: (chunks: readonly Buffer[]) => void }> {
     const offset = opts.offset ?? 0;
     if (!Number.isSafeInteger(offset) || offset < 0 || offset > desc.size) {
       throw new DriverError('INVALID_ARGUMENT', `offset ${offset} is outside blob ${desc.digest} of ${desc.size} bytes`);
     }
-    if (offset === desc.size) return { body: Readable.from([]), offset };
+    if (offset === desc.size) return { body: Readable.from([]), offset, recycle: recyclePieces };
     const target: Target = { registry: ref.registry, repository: ref.repository };
     return this.acrossEndpoints(ref, opts, 'fetching a blob of', async (endpoint) => {
       const { res } = await this.http.send(endpoint, `/v2/${ref.repository}/blobs/${desc.digest}`, {
         headers: offset > 0 ? { range: `bytes=${offset}-` } : {},
+        largeBody: desc.size - offset >= LARGE_BLOB_BYTES,
         ...this.sendContext(ref, endpoint, 'fetching a blob of', opts.signal),
       });
       let honoured: number;
@@ -130,7 +134,8 @@ export class RegistryClient {
         onBytes: (n) => this.metrics?.bytesPulled.inc({ registry: ref.registry }, n),
         describe: `blob ${desc.digest} from registry ${endpoint.host} (${ref.repository})`,
       });
-      return { body, offset: honoured };
+      // The reader may hand body chunks back once done with them (raw-http.ts reuses them).
+      return { body, offset: honoured, recycle: recyclePieces };
     });
   }
 

@@ -1,10 +1,12 @@
 import type { Logger } from 'pino';
-import { request, type Dispatcher } from 'undici';
+import type { Readable } from 'node:stream';
+import { request } from 'undici';
 import { DriverError } from '../errors/driver-error.js';
 import type { Authenticator } from './auth/authenticator.js';
 import type { Credential } from './auth/docker-config.js';
 import { isAbort, isNotTlsError, networkError, type Target } from './http-errors.js';
-import type { Transport } from './transport.js';
+import { rawRequest } from './raw-http.js';
+import { BODY_IDLE_TIMEOUT_MS, HEADERS_TIMEOUT_MS, type Transport } from './transport.js';
 
 /**
  * One distribution-API request against one endpoint (a mirror or the origin), built from three
@@ -30,10 +32,22 @@ export interface SendInit {
   /** What we were doing, for messages: "fetching manifest of". */
   what: string;
   signal?: AbortSignal;
+  /**
+   * The body may be large (a big blob): fetch it on a connection of its own that reads into a
+   * reused buffer (raw-http.ts) instead of undici's keep-alive pool.
+   */
+  largeBody?: boolean;
+}
+
+/** What both HTTP paths answer: undici's response data, or raw-http's. */
+export interface HttpResponse {
+  statusCode: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Readable & { dump(): Promise<void> };
 }
 
 export interface SendResult {
-  res: Dispatcher.ResponseData;
+  res: HttpResponse;
   url: URL;
 }
 
@@ -92,12 +106,17 @@ export class RegistryHttp {
     for (let hop = 0; ; hop++) {
       const headers: Record<string, string> = { ...(init.headers ?? {}) };
       if (authorization !== undefined && url.origin === start.origin) headers.authorization = authorization;
-      const res = await request(url, {
-        method: init.method ?? 'GET',
-        headers,
-        dispatcher: this.transport.dispatcherFor(url.host),
-        signal: init.signal,
-      });
+      const method = init.method ?? 'GET';
+      const res: HttpResponse = init.largeBody
+        ? await rawRequest(url, {
+            method,
+            headers,
+            tls: this.transport.tlsOptionsFor(url.host),
+            signal: init.signal,
+            headersTimeoutMs: HEADERS_TIMEOUT_MS,
+            idleTimeoutMs: BODY_IDLE_TIMEOUT_MS,
+          })
+        : await request(url, { method, headers, dispatcher: this.transport.dispatcherFor(url.host), signal: init.signal });
       const location = res.headers.location;
       if (![301, 302, 303, 307, 308].includes(res.statusCode) || location === undefined) return { res, url };
       await res.body.dump();

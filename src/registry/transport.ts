@@ -21,6 +21,9 @@ export interface TransportOptions {
   connections: number;
 }
 
+export const HEADERS_TIMEOUT_MS = 60_000;
+export const BODY_IDLE_TIMEOUT_MS = 120_000;
+
 export function isLoopbackHost(host: string): boolean {
   const name = host.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1').toLowerCase();
   return name === 'localhost' || name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
@@ -57,36 +60,39 @@ export class Transport {
     this.schemes.set(host, scheme);
   }
 
+  /** TLS settings for a host: verified by default, its extra CA, or unverified when `insecure`. */
+  tlsOptionsFor(host: string): { rejectUnauthorized?: boolean; ca?: string[] } {
+    const cfg = this.registryConfig(host);
+    if (cfg?.insecure) return { rejectUnauthorized: false };
+    if (cfg?.ca === undefined) return {};
+    let pem: string;
+    try {
+      pem = readFileSync(cfg.ca, 'utf8');
+    } catch (err) {
+      throw new DriverError(
+        'TLS_FAILURE',
+        `cannot read the CA file ${cfg.ca} configured for registry ${host} (${(err as NodeJS.ErrnoException).code ?? 'error'}): fix registries."${host}".ca in the driver config`,
+        { retryable: false },
+      );
+    }
+    // Added to the system roots, not instead of them (a registry may redirect blobs to
+    // public object storage).
+    return { ca: [...rootCertificates, pem] };
+  }
+
   /** The dispatcher for a URL's host, with that host's TLS settings. */
   dispatcherFor(host: string): Dispatcher {
     const cfg = this.registryConfig(host);
     const profile = cfg?.insecure ? 'insecure' : cfg?.ca !== undefined ? `ca:${cfg.ca}` : 'default';
     let agent = this.agents.get(profile);
     if (agent === undefined) {
-      const connect: Record<string, unknown> = {};
-      if (cfg?.insecure) connect.rejectUnauthorized = false;
-      else if (cfg?.ca !== undefined) {
-        let pem: string;
-        try {
-          pem = readFileSync(cfg.ca, 'utf8');
-        } catch (err) {
-          throw new DriverError(
-            'TLS_FAILURE',
-            `cannot read the CA file ${cfg.ca} configured for registry ${host} (${(err as NodeJS.ErrnoException).code ?? 'error'}): fix registries."${host}".ca in the driver config`,
-            { retryable: false },
-          );
-        }
-        // Added to the system roots, not instead of them (a registry may redirect blobs to
-        // public object storage).
-        connect.ca = [...rootCertificates, pem];
-      }
       agent = new Agent({
         connections: this.options.connections,
         keepAliveTimeout: 30_000,
-        headersTimeout: 60_000,
+        headersTimeout: HEADERS_TIMEOUT_MS,
         // Idle time between body chunks, not the whole transfer.
-        bodyTimeout: 120_000,
-        connect,
+        bodyTimeout: BODY_IDLE_TIMEOUT_MS,
+        connect: this.tlsOptionsFor(host),
       });
       this.agents.set(profile, agent);
     }

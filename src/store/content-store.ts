@@ -14,7 +14,11 @@ import { digestHex, isSha256Hex } from './digest.js';
  * Opens the blob's bytes from `offset`. Returns the offset the server honoured: 0 when it
  * ignored the Range request (then the bytes on disk are rewritten from the start).
  */
-export type BlobOpener = (offset: number, signal?: AbortSignal) => Promise<{ body: Readable; offset: number }>;
+/**
+ * Opens the blob at `offset`. `recycle`, when given, takes back body chunks once they are on
+ * disk (the registry client reuses their memory).
+ */
+export type BlobOpener = (offset: number, signal?: AbortSignal) => Promise<{ body: Readable; offset: number; recycle?: (chunks: readonly Buffer[]) => void }>;
 
 export interface IngestProgress {
   /** Bytes of this blob on disk now (verified or not yet); may go down after a restart. */
@@ -211,7 +215,7 @@ export class ContentStore {
       signal?.throwIfAborted();
       const before = position;
       try {
-        const { body, offset } = await openBlob(position, signal);
+        const { body, offset, recycle } = await openBlob(position, signal);
         if (offset !== position) {
           if (offset !== 0) {
             body.destroy();
@@ -227,7 +231,7 @@ export class ContentStore {
         }
         const cursor = { position };
         try {
-          await streamInto(body, handle, cursor, desc.size, hasher.advance, emit, signal);
+          await streamInto(body, handle, cursor, desc.size, hasher.advance, emit, signal, recycle);
         } finally {
           // Bytes written and hashed before a failure count: the retry resumes after them.
           position = cursor.position;
@@ -276,6 +280,8 @@ async function streamInto(
   onWritten: (position: number) => void,
   emit: (p: IngestProgress) => void,
   signal?: AbortSignal,
+  /** Takes back chunks once they are on disk (their memory is reused). */
+  recycle?: (chunks: readonly Buffer[]) => void,
 ): Promise<void> {
   const onAbort = (): void => {
     body.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
@@ -289,6 +295,7 @@ async function streamInto(
   const writeBatch = async (buffers: Buffer[], at: number, bytes: number): Promise<void> => {
     const { bytesWritten } = await handle.writev(buffers, at);
     if (bytesWritten < bytes) await writeFully(handle, Buffer.concat(buffers).subarray(bytesWritten), at + bytesWritten);
+    recycle?.(buffers);
     cursor.position += bytes;
     onWritten(cursor.position);
     emit({ doneBytes: cursor.position, receivedBytes: bytes });
