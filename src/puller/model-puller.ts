@@ -113,7 +113,8 @@ export class ModelPuller {
     try {
       const results = await Promise.allSettled(wanted.map((layer, index) => this.fetchAndPlace(layer, index, temp, plan, request, progress, abort)));
       const failure = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-      if (failure) throw failure.reason;
+      // The first failure aborts the others; report it, not the aborts it caused.
+      if (failure) throw abort.signal.aborted && abort.signal.reason !== undefined ? abort.signal.reason : failure.reason;
       const files = results.reduce((sum, result) => sum + (result.status === 'fulfilled' ? result.value : 0), 0);
       if (files === 0 && (plan.include.length > 0 || plan.exclude.length > 0)) {
         throw new DriverError('INVALID_ATTRIBUTE', `include ${JSON.stringify(plan.include)} / exclude ${JSON.stringify(plan.exclude)} select no file of ${name}; check the globs against model-csi inspect`);

@@ -77,13 +77,15 @@ class HashWorkers {
   open(path: string): FileHasher {
     if (this.workers.length < this.size) {
       const worker = new Worker(WORKER_SOURCE, { eval: true });
-      worker.unref();
       worker.on('message', (m: { id: number; hex?: string; error?: string }) => {
         const waiter = this.waiting.get(m.id);
         this.waiting.delete(m.id);
         if (![...this.waiting.values()].some((w) => w.worker === worker)) worker.unref();
         waiter?.settle(m);
       });
+      // After adding the listener: adding a 'message' listener refs the worker's port again.
+      // (A CLI pull that failed before any digest was asked hung on it.)
+      worker.unref();
       this.workers.push(worker);
     }
     const worker = this.workers[this.nextWorker++ % this.workers.length]!;

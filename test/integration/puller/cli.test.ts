@@ -73,3 +73,27 @@ test('model-csi inspect, pull, cache ls and cache gc against a real registry', {
   const usage = await cli(['pull']);
   assert.equal(usage.code, 2);
 });
+
+test('a CLI pull whose registry goes away mid-pull exits with one error line instead of hanging', { timeout: 90_000 }, async () => {
+  // Bug: idle hash workers were re-ref'd by their message listener, so a pull that failed
+  // before any digest was asked kept the process alive forever.
+  const { startCountingProxy } = await import('../../helpers/counting-proxy.js');
+  const big = (n: number) => Buffer.alloc(12 * 2 ** 20, n);
+  await pushModelPack(registry, 'cli/gone', 'v1', [
+    { path: 'a.safetensors', content: big(1), format: 'raw' },
+    { path: 'b.safetensors', content: big(2), format: 'raw' },
+  ]);
+  const proxy = await startCountingProxy(registry.url, { rate: 2 * 2 ** 20 });
+  try {
+    const run = cli(['pull', `${proxy.host}/cli/gone:v1`, '--root', join(work, 'gone')]);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await proxy.down();
+    const { code, stderr } = await run;
+    assert.equal(code, 1);
+    const lines = stderr.trim().split('\n').filter((line) => !line.startsWith('{'));
+    assert.equal(lines.length, 1, stderr);
+    assert.match(lines[0]!, /^model-csi pull: REGISTRY_UNAVAILABLE: registry 127\.0\.0\.1:\d+ could not be reached/);
+  } finally {
+    await proxy.close();
+  }
+});
