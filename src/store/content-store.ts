@@ -241,6 +241,8 @@ export class ContentStore {
       } catch (err) {
         if (signal?.aborted) throw signal.reason ?? err;
         if (isDriverError(err) && !err.retryable) throw err;
+        // A full or broken local disk is not the registry's fault: retrying cannot help.
+        if (['ENOSPC', 'EDQUOT', 'EROFS', 'EIO'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
         failures = position > before ? 1 : failures + 1;
         if (failures >= this.maxAttempts) {
           if (isDriverError(err)) throw err;
