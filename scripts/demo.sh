@@ -54,7 +54,7 @@ log:
 YML
 docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
 registry_pid=$!
-for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 50); do node -e "fetch(process.argv[1]).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))" "http://127.0.0.1:$PORT/v2/" && break; sleep 0.1; done
 
 REF="127.0.0.1:$PORT/models/all-minilm-l6-v2:v1"
 echo "demo: pushing $REF as a ModelPack artifact"
