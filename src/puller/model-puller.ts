@@ -97,7 +97,7 @@ export class ModelPuller {
     const log = (request.log ?? this.deps.logger).child({ reference: name, digest: resolved.rootDigest, model: key });
     if (await models.has(key)) {
       await models.touch(key);
-      const existing = (await models.list()).find((model) => model.key === key);
+      const existing = await models.get(key);
       return { key, path: models.path(key), digest: resolved.rootDigest, sizeBytes: existing?.sizeBytes ?? 0 };
     }
     const plan = planPull(resolved.manifest, request.include ?? [], request.exclude ?? [], name);

@@ -73,7 +73,7 @@ export class PullingModelSource implements ModelSource {
   private async cachedModel(key: string, digest: string): Promise<AcquiredModel | undefined> {
     if (!(await this.deps.models.has(key))) return undefined;
     await this.deps.models.touch(key);
-    const entry = (await this.deps.models.list()).find((model) => model.key === key);
+    const entry = await this.deps.models.get(key);
     return { path: this.deps.models.path(key), digest, modelKey: key, sizeBytes: entry?.sizeBytes ?? 0 };
   }
 

@@ -122,7 +122,7 @@ export class ModelStore {
       if (code !== 'EEXIST' && code !== 'ENOTEMPTY') throw err;
       this.logger?.debug({ model: key }, 'model already published by another pull');
       await this.discardTemp(tempDir);
-      const existing = await this.entry(key);
+      const existing = await this.get(key);
       if (existing) return existing;
     }
     const now = new Date().toISOString();
@@ -135,7 +135,7 @@ export class ModelStore {
     const names = await readdir(join(this.modelsDir, 'sha256')).catch(() => [] as string[]);
     const entries: ModelEntry[] = [];
     for (const name of names) {
-      const entry = await this.entry(`sha256/${name}`).catch(() => undefined);
+      const entry = await this.get(`sha256/${name}`).catch(() => undefined);
       if (entry) entries.push(entry);
     }
     return entries;
@@ -143,7 +143,7 @@ export class ModelStore {
 
   /** Record that the model was used now (LRU order for eviction). */
   async touch(key: string): Promise<void> {
-    const entry = await this.entry(key);
+    const entry = await this.get(key);
     if (!entry) return;
     const { path: _path, ...record } = entry;
     await this.writeRecord({ ...record, lastUsed: new Date().toISOString() });
@@ -259,7 +259,8 @@ export class ModelStore {
     }
   }
 
-  private async entry(key: string): Promise<ModelEntry | undefined> {
+  /** One cached model, or undefined when it is not (completely) there. */
+  async get(key: string): Promise<ModelEntry | undefined> {
     assertModelKey(key);
     const path = this.path(key);
     let dirInfo;
