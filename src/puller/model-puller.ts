@@ -95,11 +95,8 @@ export class ModelPuller {
     const { models, store } = this.deps;
     const name = formatReference(request.reference);
     const log = (request.log ?? this.deps.logger).child({ reference: name, digest: resolved.rootDigest, model: key });
-    if (await models.has(key)) {
-      await models.touch(key);
-      const existing = await models.get(key);
-      return { key, path: models.path(key), digest: resolved.rootDigest, sizeBytes: existing?.sizeBytes ?? 0 };
-    }
+    const existing = await models.touch(key);
+    if (existing) return { key, path: existing.path, digest: resolved.rootDigest, sizeBytes: existing.sizeBytes };
     const plan = planPull(resolved.manifest, request.include ?? [], request.exclude ?? [], name);
     const wanted = plan.layers.filter((layer) => layer.fetch);
     log.info({ kind: plan.kind, layers: wanted.length, skippedLayers: plan.layers.length - wanted.length, totalBytes: plan.totalBytes }, 'pulling model');

@@ -71,10 +71,8 @@ export class PullingModelSource implements ModelSource {
   }
 
   private async cachedModel(key: string, digest: string): Promise<AcquiredModel | undefined> {
-    if (!(await this.deps.models.has(key))) return undefined;
-    await this.deps.models.touch(key);
-    const entry = await this.deps.models.get(key);
-    return { path: this.deps.models.path(key), digest, modelKey: key, sizeBytes: entry?.sizeBytes ?? 0 };
+    const entry = await this.deps.models.touch(key);
+    return entry && { path: entry.path, digest, modelKey: key, sizeBytes: entry.sizeBytes };
   }
 
   /**

@@ -142,11 +142,14 @@ export class ModelStore {
   }
 
   /** Record that the model was used now (LRU order for eviction). */
-  async touch(key: string): Promise<void> {
+  /** Mark a model used now (LRU); returns it, or undefined when it is not cached. */
+  async touch(key: string): Promise<ModelEntry | undefined> {
     const entry = await this.get(key);
-    if (!entry) return;
-    const { path: _path, ...record } = entry;
-    await this.writeRecord({ ...record, lastUsed: new Date().toISOString() });
+    if (!entry) return undefined;
+    const { path, ...record } = entry;
+    const touched = { ...record, lastUsed: new Date().toISOString() };
+    await this.writeRecord(touched);
+    return { ...touched, path };
   }
 
   /** Remove a model: renamed away first (atomic: it is either fully there or gone), then deleted. */
