@@ -70,7 +70,7 @@ export function rawRequest(url: URL, options: RawRequestOptions): Promise<RawRes
     const port = Number(url.port || (https ? 443 : 80));
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
     let parser: ResponseParser | undefined;
-    const firstRead = Buffer.allocUnsafe(SCRATCH_BYTES);
+    const scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
     let settled = false;
     const fail = (err: Error): void => {
       if (!settled) {
@@ -84,7 +84,7 @@ export function rawRequest(url: URL, options: RawRequestOptions): Promise<RawRes
     const onread = {
       // Asked before every read: where the kernel should put the next bytes.
       // Node asks once while connecting, before the parser exists: the head's first bytes.
-      buffer: (): Uint8Array => (parser ? parser.readTarget() : firstRead),
+      buffer: (): Uint8Array => (parser ? parser.readTarget() : scratch),
       callback: (nread: number, buf: Uint8Array): boolean => {
         try {
           parser!.received(nread, buf);
@@ -96,7 +96,7 @@ export function rawRequest(url: URL, options: RawRequestOptions): Promise<RawRes
     };
     const connectOptions = { host, port, onread, ...(https ? { ...options.tls, servername: isIp(host) ? undefined : host } : {}) };
     const socket: Socket = https ? tlsConnect(connectOptions as ConnectionOptions) : netConnect(connectOptions);
-    parser = new ResponseParser(socket, options.method === 'HEAD', (response) => {
+    parser = new ResponseParser(socket, scratch, options.method === 'HEAD', (response) => {
       settled = true;
       socket.setTimeout(options.idleTimeoutMs);
       resolve(response);
@@ -124,10 +124,8 @@ export function rawRequest(url: URL, options: RawRequestOptions): Promise<RawRes
   });
 }
 
-/** The response body: 4 MiB Buffers; `dump()` and `text()` as undici's body has them. */
+/** The response body: 4 MiB Buffers, and `dump()` as undici's body has it. */
 export class RawBody extends Readable {
-  discarding = false;
-
   constructor(private readonly socket: Socket) {
     super({ highWaterMark: 2 * PIECE_BYTES });
   }
@@ -142,15 +140,8 @@ export class RawBody extends Readable {
   }
 
   async dump(): Promise<void> {
-    this.discarding = true;
     this.socket.destroy();
     this.destroy();
-  }
-
-  async text(): Promise<string> {
-    const parts: Buffer[] = [];
-    for await (const part of this) parts.push(part as Buffer);
-    return Buffer.concat(parts).toString('utf8');
   }
 }
 
@@ -172,13 +163,14 @@ class ResponseParser {
 
   constructor(
     private readonly socket: Socket,
+    /** Where reads land that are not body bytes in place (shared with the first read). */
+    private readonly scratch: Buffer,
     private readonly isHead: boolean,
     private readonly onHead: (response: RawResponse) => void,
   ) {
     this.body = new RawBody(socket);
   }
 
-  private readonly scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
   private inPlace = false;
 
   /**
@@ -198,7 +190,7 @@ class ResponseParser {
 
   received(nread: number, buf: Uint8Array): void {
     if (!this.inPlace) return this.feed(Buffer.from(buf.buffer, buf.byteOffset, nread));
-    if (this.done || this.body.discarding) return;
+    if (this.done || this.body.destroyed) return;
     const framing = this.framing!;
     // A peer sending past its Content-Length: the extra bytes are not part of this body.
     const take = framing.kind === 'length' ? Math.min(nread, framing.remaining) : nread;
@@ -209,7 +201,7 @@ class ResponseParser {
   }
 
   feed(data: Buffer): void {
-    if (this.done || this.body.discarding) return;
+    if (this.done || this.body.destroyed) return;
     if (this.framing === undefined) {
       data = this.feedHead(data);
       if (this.framing === undefined) return;
