@@ -4,6 +4,7 @@ import type { CallContext } from '../csi/call-wrapper.js';
 import type { NodePublishVolumeRequest } from '../csi/types.js';
 import { checkVolumeCapability, requireField } from '../csi/volume-capability.js';
 import { DriverError } from '../errors/driver-error.js';
+import { parseDockerConfig } from '../registry/auth/docker-config.js';
 import type { AcquiredModel } from './model-source.js';
 import type { NodeDeps } from './node-deps.js';
 import { publishFingerprint } from './publish-fingerprint.js';
@@ -99,16 +100,14 @@ export async function publishVolume(deps: NodeDeps, request: NodePublishVolumeRe
   });
 }
 
-/** `.dockerconfigjson` of a `kubernetes.io/dockerconfigjson` Secret, checked to be JSON; its content never reaches a message. */
+/**
+ * `.dockerconfigjson` of a `kubernetes.io/dockerconfigjson` Secret, refused early (before any
+ * lock or pull) by the same parser the registry client uses; its content never reaches a message.
+ */
 function pullSecret(secrets: Readonly<Record<string, string>> | undefined): string | undefined {
   const value = secrets?.['.dockerconfigjson'];
   if (value === undefined || value === '') return undefined;
-  try {
-    const parsed: unknown = JSON.parse(value);
-    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
-  } catch {
-    throw new DriverError('INVALID_SECRET', 'the pull secret\'s .dockerconfigjson is not a JSON object; recreate it with kubectl create secret docker-registry');
-  }
+  parseDockerConfig(value, "the pull secret's .dockerconfigjson (recreate it with kubectl create secret docker-registry)", 'INVALID_SECRET');
   return value;
 }
 

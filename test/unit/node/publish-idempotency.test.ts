@@ -183,6 +183,9 @@ describe('argument checks', () => {
     await expectStatus(handlers['NodePublishVolume']!(publishRequest(target(), ctx({ 'model.csi.example.org/subPath': 'nope' })), context), status.FAILED_PRECONDITION, 'SUBPATH_NOT_FOUND');
     const uncached = { volume_context: { 'model.csi.example.org/reference': `r.example/m@sha256:${'b'.repeat(64)}` } };
     await expectStatus(handlers['NodePublishVolume']!(publishRequest(target(), uncached), context), status.NOT_FOUND, 'MANIFEST_NOT_FOUND');
+    for (const payload of ['not json', '{"auths":{"r.example":{"auth":"bm8tY29sb24="}}}']) {
+      await expectStatus(handlers['NodePublishVolume']!(publishRequest(target(), { secrets: { '.dockerconfigjson': payload } }), context), status.INVALID_ARGUMENT, 'INVALID_SECRET');
+    }
     assert.equal(mounter.bindCalls, 0);
     assert.equal(await exists(target()), false);
   });
