@@ -1,5 +1,6 @@
 import { posix } from 'node:path';
 import { DriverError } from '../errors/driver-error.js';
+import { parseReference } from '../registry/reference.js';
 
 /**
  * Volume attributes (pod `volumeAttributes` or StorageClass `parameters`), per the product
@@ -55,18 +56,7 @@ function parseReferenceAttribute(attributes: Readonly<Record<string, string>>): 
     const unprefixed = 'reference' in attributes ? ` (found "reference" without the prefix: keys need "${ATTRIBUTE_PREFIX}")` : '';
     throw new DriverError('INVALID_ATTRIBUTE', `volume attribute ${ATTRIBUTE_KEYS.reference} is required${unprefixed}`);
   }
-  // Full parsing (Docker Hub short names, ports, tags) is the registry layer's; here only
-  // what can never be a reference is refused early.
-  if (/[\s\u0000-\u001f\u007f]/.test(reference) || reference.length > 4096) {
-    throw new DriverError('INVALID_REFERENCE', `${ATTRIBUTE_KEYS.reference} "${reference.slice(0, 200)}" is not a valid reference`);
-  }
-  const at = reference.indexOf('@');
-  if (at >= 0 && !/^sha256:[0-9a-f]{64}$/.test(reference.slice(at + 1))) {
-    throw new DriverError(
-      'INVALID_REFERENCE',
-      `${ATTRIBUTE_KEYS.reference} "${reference}" has a malformed digest; expected @sha256:<64 lowercase hex>`,
-    );
-  }
+  parseReference(reference); // INVALID_REFERENCE naming the input and what is wrong with it
   return reference;
 }
 

@@ -30,7 +30,7 @@ const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 const MAX_NAME_LENGTH = 255;
 
 function invalid(input: string, why: string): DriverError {
-  return new DriverError('INVALID_REFERENCE', `invalid reference "${input}": ${why}; expected host[:port]/repository[:tag][@sha256:<64 hex>]`);
+  return new DriverError('INVALID_REFERENCE', `"${input}" is not a valid reference: ${why}; expected host[:port]/repository[:tag][@sha256:<64 hex>]`);
 }
 
 export function parseReference(input: string): Reference {
@@ -44,7 +44,7 @@ export function parseReference(input: string): Reference {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
     if (!DIGEST_RE.test(digest)) {
-      throw invalid(input, `digest "${digest}" is not sha256 followed by 64 lowercase hex characters`);
+      throw invalid(input, `malformed digest "${digest}": expected sha256 followed by 64 lowercase hex characters`);
     }
   }
 
