@@ -13,7 +13,7 @@ ORAS_VERSION=v1.3.6
 CRANE_VERSION=v0.22.1
 HELM_VERSION=v3.22.0
 
-apt_packages=(docker-registry skopeo zstd shellcheck apache2-utils util-linux mount curl ca-certificates openssl)
+apt_packages=(docker-registry skopeo zstd shellcheck apache2-utils util-linux util-linux-extra mount curl ca-certificates openssl)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -1,6 +1,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import { PIECE_BYTES, piecePool } from '../fs/piece-pool.js';
 
 /**
  * A single HTTP/1.1 request on its own connection, for large blob bodies only. Everything else
@@ -10,7 +11,8 @@ import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
  * handed on in 4 MiB pieces. Measured on this project's bench machine (2 cores), receiving a
  * 256 MiB blob from docker-registry on loopback cost 0.29 s user CPU through undici's body
  * stream (a fresh 64 KiB Buffer, a stream push and an async-iterator step per socket read) and
- * 0.06 s this way; on 2 cores that CPU is what the pull waits for. TLS sockets take the same
+ * 0.06 s this way. The pieces come from the shared, page-aligned pool (piece-pool.ts), which
+ * the content store writes with O_DIRECT and hashes in place, then gives back; on 2 cores that CPU is what the pull waits for. TLS sockets take the same
  * option. The response head is parsed here (RFC 9112 §2-§7: status line, fields,
  * Content-Length or chunked framing, else until close).
  */
@@ -29,35 +31,6 @@ export interface RawRequestOptions {
   headersTimeoutMs: number;
   /** Longest silence between body bytes. */
   idleTimeoutMs: number;
-}
-
-/** Bytes per piece handed to the body's reader. */
-const PIECE_BYTES = 4 * 2 ** 20;
-/**
- * Pieces are recycled: a consumer that is done with a piece (the content store, once it is on
- * disk) hands it back with `recyclePieces`. Measured on the bench: a fresh 4 MiB allocation per
- * piece cost ~0.4 s user CPU per GiB (page faults zeroing new memory, GC of external memory).
- * At most MAX_FREE_PIECES stay allocated while idle.
- */
-const MAX_FREE_PIECES = 8;
-const freePieces: ArrayBuffer[] = [];
-const issuedPieces = new WeakSet<ArrayBuffer>();
-
-function takePiece(): Buffer {
-  const reused = freePieces.pop();
-  if (reused !== undefined) return Buffer.from(reused, 0, PIECE_BYTES);
-  const piece = Buffer.allocUnsafeSlow(PIECE_BYTES);
-  issuedPieces.add(piece.buffer as ArrayBuffer);
-  return piece;
-}
-
-/** Give back body chunks this module handed out; anything else is ignored. */
-export function recyclePieces(chunks: readonly Buffer[]): void {
-  for (const chunk of chunks) {
-    const memory = chunk.buffer as ArrayBuffer;
-    if (chunk.byteOffset !== 0 || !issuedPieces.has(memory) || freePieces.length >= MAX_FREE_PIECES || freePieces.includes(memory)) continue;
-    freePieces.push(memory);
-  }
 }
 
 /** Reads that are not body bytes in place (the head, chunked framing) land here and are copied. */
@@ -182,7 +155,7 @@ class ResponseParser {
     this.inPlace = framing !== undefined && (framing.kind === 'length' || framing.kind === 'close') && !this.done;
     if (!this.inPlace) return this.scratch;
     if (this.pieceUsed === this.piece.length) {
-      this.piece = takePiece();
+      this.piece = piecePool.take();
       this.pieceUsed = 0;
     }
     return this.piece.subarray(this.pieceUsed);
@@ -293,7 +266,7 @@ class ResponseParser {
     let at = 0;
     while (at < data.length) {
       if (this.pieceUsed === this.piece.length) {
-        this.piece = takePiece();
+        this.piece = piecePool.take();
         this.pieceUsed = 0;
       }
       const n = data.copy(this.piece, this.pieceUsed, at);
@@ -307,7 +280,8 @@ class ResponseParser {
     if (this.pieceUsed === 0) return;
     const full = this.pieceUsed === this.piece.length;
     const out = full ? this.piece : this.piece.subarray(0, this.pieceUsed);
-    // Never fill the rest of a piece already handed on: it may come back through recyclePieces.
+    piecePool.handOn(this.piece, out);
+    // Never fill the rest of a piece already handed on: it comes back to the pool with `out`.
     this.piece = Buffer.allocUnsafe(0);
     this.pieceUsed = 0;
     // Backpressure: stop reading the socket until the reader asks for more (_read).

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { ConfigFile } from '../config/schema.js';
 import { DriverError } from '../errors/driver-error.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { recyclePieces } from './raw-http.js';
+import { piecePool } from '../fs/piece-pool.js';
 import { Authenticator } from './auth/authenticator.js';
 import { pullScope } from './auth/challenge.js';
 import { CredentialStore, type RequestAuth } from './auth/credentials.js';
@@ -108,7 +108,7 @@ export class RegistryClient {
     if (!Number.isSafeInteger(offset) || offset < 0 || offset > desc.size) {
       throw new DriverError('INVALID_ARGUMENT', `offset ${offset} is outside blob ${desc.digest} of ${desc.size} bytes`);
     }
-    if (offset === desc.size) return { body: Readable.from([]), offset, recycle: recyclePieces };
+    if (offset === desc.size) return { body: Readable.from([]), offset, recycle: givePieces };
     const target: Target = { registry: ref.registry, repository: ref.repository };
     return this.acrossEndpoints(ref, opts, 'fetching a blob of', async (endpoint) => {
       const { res } = await this.http.send(endpoint, `/v2/${ref.repository}/blobs/${desc.digest}`, {
@@ -134,8 +134,8 @@ export class RegistryClient {
         onBytes: (n) => this.metrics?.bytesPulled.inc({ registry: ref.registry }, n),
         describe: `blob ${desc.digest} from registry ${endpoint.host} (${ref.repository})`,
       });
-      // The reader may hand body chunks back once done with them (raw-http.ts reuses them).
-      return { body, offset: honoured, recycle: recyclePieces };
+      // The reader may hand body chunks back once done with them (raw-http.ts reuses them: piece-pool.ts).
+      return { body, offset: honoured, recycle: givePieces };
     });
   }
 
@@ -264,6 +264,11 @@ function tooLarge(what: string, size: number, max = MAX_MANIFEST_BYTES): DriverE
  * descriptor's size: more bytes than promised is refused at once (never buffered or
  * written past the size), fewer is a retryable break the caller resumes from.
  */
+/** Back to the pool (body chunks that are not pool pieces are ignored). */
+function givePieces(chunks: readonly Buffer[]): void {
+  piecePool.give(chunks);
+}
+
 function countingStream(source: Readable, o: { expected: number; onBytes: (n: number) => void; describe: string }): Readable {
   let received = 0;
   const counter = new Transform({

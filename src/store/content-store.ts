@@ -1,11 +1,12 @@
-import { constants as fsConstants } from 'node:fs';
-import { chmod, mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DriverError, isDriverError } from '../errors/driver-error.js';
 import { fsyncDirectory } from '../fs/atomic-write.js';
-import { hashFileAsWritten } from './file-hasher.js';
+import { DIRECT_IO_ALIGNMENT, piecePool } from '../fs/piece-pool.js';
+import { BlobFile } from './blob-file.js';
+import { createBlobHasher, type BlobHasher } from './blob-hasher.js';
 import type { Logger } from '../log/logger.js';
 import type { Descriptor } from '../registry/oci-types.js';
 import { digestHex, isSha256Hex } from './digest.js';
@@ -13,10 +14,8 @@ import { digestHex, isSha256Hex } from './digest.js';
 /**
  * Opens the blob's bytes from `offset`. Returns the offset the server honoured: 0 when it
  * ignored the Range request (then the bytes on disk are rewritten from the start).
- */
-/**
- * Opens the blob at `offset`. `recycle`, when given, takes back body chunks once they are on
- * disk (the registry client reuses their memory).
+ * `recycle`, when given, takes back body chunks once they are written and hashed (the
+ * registry client reuses their memory).
  */
 export type BlobOpener = (offset: number, signal?: AbortSignal) => Promise<{ body: Readable; offset: number; recycle?: (chunks: readonly Buffer[]) => void }>;
 
@@ -29,6 +28,11 @@ export interface IngestProgress {
 
 export interface ContentStoreOptions {
   logger?: Logger;
+  /**
+   * Write large blobs with O_DIRECT where the filesystem allows (blob-file.ts; default true).
+   * Off, every byte goes through the page cache.
+   */
+  directWrites?: boolean;
   /** Consecutive failed attempts without progress before giving up (default 6). */
   maxAttempts?: number;
   /** First retry delay; doubles each attempt, capped at 5 s (default 250 ms). */
@@ -47,9 +51,10 @@ interface Flight {
  *   <root>/blobs/sha256/<hex>    complete, sha256-verified, fsynced, mode 0444
  *
  * Lifecycle of `ingest`: exists → done; else keep the bytes already in ingest/, fetch the
- * rest with a Range request, write while streaming and hash the file as written (on a worker: file-hasher.ts; position-based writes, so a
- * later change can fill one file from several ranged requests), check size and digest,
- * fsync, rename into blobs/, fsync the directory. Nothing unverified is ever under blobs/.
+ * rest with a Range request, write while streaming (O_DIRECT where it can: blob-file.ts;
+ * position-based writes, so a later change can fill one file from several ranged requests)
+ * and hash each batch once written (on a worker, from the same memory: blob-hasher.ts),
+ * check size and digest, fsync, rename into blobs/, fsync the directory. Nothing unverified is ever under blobs/.
  * One download per digest at a time (per-digest single flight), different digests in
  * parallel. Memory is bounded by the stream's chunk size: a blob is never buffered.
  */
@@ -148,25 +153,25 @@ export class ContentStore {
       return target;
     }
     const ingestPath = join(this.ingestDir, hex);
-    const handle = await open(ingestPath, fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW, 0o644);
+    const file = await BlobFile.open(ingestPath, piecePool, { direct: this.options.directWrites ?? true });
     try {
-      let written = await this.writeVerified(desc, ingestPath, handle, openBlob, emit, signal);
+      let written = await this.writeVerified(desc, ingestPath, file, openBlob, emit, signal);
       if (written === 'mismatch-after-resume') {
         // The prefix from an earlier run may be torn (a crash before fsync can leave
         // garbage); start over once before calling the registry's data corrupt.
         this.options.logger?.warn({ digest: desc.digest }, 'resumed blob failed verification; downloading it again from the start');
-        await handle.truncate(0);
+        await file.truncate(0);
         emit({ doneBytes: 0, receivedBytes: 0 });
-        written = await this.writeVerified(desc, ingestPath, handle, openBlob, emit, signal);
+        written = await this.writeVerified(desc, ingestPath, file, openBlob, emit, signal);
       }
       if (written !== 'ok') {
-        await handle.close().catch(() => undefined);
+        await file.close().catch(() => undefined);
         await rm(ingestPath, { force: true });
         throw new DriverError('DIGEST_MISMATCH', `blob ${desc.digest} (${desc.mediaType}, ${desc.size} bytes) did not match its digest; the partial download was deleted. The registry or a proxy is serving corrupt data`, { retryable: true });
       }
-      await handle.sync();
+      await file.sync();
     } finally {
-      await handle.close().catch(() => undefined);
+      await file.close().catch(() => undefined);
     }
     await chmod(ingestPath, 0o444);
     await rename(ingestPath, target);
@@ -184,79 +189,81 @@ export class ContentStore {
   }
 
   /**
-   * Fill `handle` with the blob, resuming from its current size. Retries a failed stream from
+   * Fill `file` with the blob, resuming from its current size. Retries a failed stream from
    * the bytes already on disk (bounded consecutive failures, exponential backoff); progress
    * resets the failure count, so a registry that dies and comes back is resumed, not restarted.
    */
   private async writeVerified(
     desc: Descriptor,
     path: string,
-    handle: FileHandle,
+    file: BlobFile,
     openBlob: BlobOpener,
     emit: (p: IngestProgress) => void,
     signal?: AbortSignal,
   ): Promise<'ok' | 'mismatch' | 'mismatch-after-resume'> {
-    let position = (await handle.stat()).size;
-    if (position > desc.size) {
-      await handle.truncate(0);
-      position = 0;
+    let position = await file.size();
+    // Resume at a block boundary, so the rest can still be written with O_DIRECT (at most
+    // 4 KiB is fetched again).
+    const resumeAt = position > desc.size ? 0 : position - (position % DIRECT_IO_ALIGNMENT);
+    if (resumeAt !== position) {
+      await file.truncate(resumeAt);
+      position = resumeAt;
     }
     const resumedFrom = position;
-    // The file is hashed as it is on disk, from byte 0: a resumed prefix is read back too.
-    let hasher = hashFileAsWritten(path);
+    // A resumed prefix is hashed from the file once; the rest as it is written.
+    let hasher = createBlobHasher(position > 0 ? { path, length: position } : undefined);
     let restarted = false;
-    if (position > 0) hasher.advance(position);
     emit({ doneBytes: position, receivedBytes: 0 });
 
     let failures = 0;
     let digested = false;
     try {
-    while (position < desc.size) {
-      signal?.throwIfAborted();
-      const before = position;
-      try {
-        const { body, offset, recycle } = await openBlob(position, signal);
-        if (offset !== position) {
-          if (offset !== 0) {
-            body.destroy();
-            throw new DriverError('REGISTRY_PROTOCOL', `registry answered blob ${desc.digest} from offset ${offset} when ${position} was asked`);
-          }
-          // Range ignored: the body starts at 0; rewrite from the start.
-          hasher.discard();
-          position = 0;
-          await handle.truncate(0);
-          hasher = hashFileAsWritten(path);
-          restarted = true;
-          emit({ doneBytes: 0, receivedBytes: 0 });
-        }
-        const cursor = { position };
+      while (position < desc.size) {
+        signal?.throwIfAborted();
+        const before = position;
         try {
-          await streamInto(body, handle, cursor, desc.size, hasher.advance, emit, signal, recycle);
-        } finally {
-          // Bytes written and hashed before a failure count: the retry resumes after them.
-          position = cursor.position;
+          const { body, offset, recycle } = await openBlob(position, signal);
+          if (offset !== position) {
+            if (offset !== 0) {
+              body.destroy();
+              throw new DriverError('REGISTRY_PROTOCOL', `registry answered blob ${desc.digest} from offset ${offset} when ${position} was asked`);
+            }
+            // Range ignored: the body starts at 0; rewrite from the start.
+            hasher.discard();
+            position = 0;
+            await file.truncate(0);
+            hasher = createBlobHasher();
+            restarted = true;
+            emit({ doneBytes: 0, receivedBytes: 0 });
+          }
+          const cursor = { position };
+          try {
+            await streamInto(body, file, cursor, desc.size, hasher, emit, signal, recycle);
+          } finally {
+            // Bytes written and hashed before a failure count: the retry resumes after them.
+            position = cursor.position;
+          }
+          if (position > desc.size) return resumedFrom > 0 ? 'mismatch-after-resume' : 'mismatch';
+          if (position < desc.size) throw new Error(`stream ended at ${position} of ${desc.size} bytes`);
+        } catch (err) {
+          if (signal?.aborted) throw signal.reason ?? err;
+          if (isDriverError(err) && !err.retryable) throw err;
+          // A full or broken local disk is not the registry's fault: retrying cannot help.
+          if (['ENOSPC', 'EDQUOT', 'EROFS', 'EIO'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+          failures = position > before ? 1 : failures + 1;
+          if (failures >= this.maxAttempts) {
+            if (isDriverError(err)) throw err;
+            throw new DriverError('REGISTRY_UNAVAILABLE', `download of blob ${desc.digest} failed ${failures} times in a row at byte ${position} of ${desc.size}: ${(err as Error).message}; the partial download is kept and resumes on the next try`, { cause: err });
+          }
+          const delay = Math.min(5000, this.retryDelayMs * 2 ** (failures - 1));
+          this.options.logger?.warn({ digest: desc.digest, position, size: desc.size, attempt: failures, delayMs: delay, err: (err as Error).message }, 'blob download interrupted; resuming from the bytes on disk');
+          await sleep(delay, undefined, { signal });
         }
-        if (position > desc.size) return resumedFrom > 0 ? 'mismatch-after-resume' : 'mismatch';
-        if (position < desc.size) throw new Error(`stream ended at ${position} of ${desc.size} bytes`);
-      } catch (err) {
-        if (signal?.aborted) throw signal.reason ?? err;
-        if (isDriverError(err) && !err.retryable) throw err;
-        // A full or broken local disk is not the registry's fault: retrying cannot help.
-        if (['ENOSPC', 'EDQUOT', 'EROFS', 'EIO'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
-        failures = position > before ? 1 : failures + 1;
-        if (failures >= this.maxAttempts) {
-          if (isDriverError(err)) throw err;
-          throw new DriverError('REGISTRY_UNAVAILABLE', `download of blob ${desc.digest} failed ${failures} times in a row at byte ${position} of ${desc.size}: ${(err as Error).message}; the partial download is kept and resumes on the next try`, { cause: err });
-        }
-        const delay = Math.min(5000, this.retryDelayMs * 2 ** (failures - 1));
-        this.options.logger?.warn({ digest: desc.digest, position, size: desc.size, attempt: failures, delayMs: delay, err: (err as Error).message }, 'blob download interrupted; resuming from the bytes on disk');
-        await sleep(delay, undefined, { signal });
       }
-    }
-    digested = true;
-    const actual = await hasher.digest(desc.size);
-    if (actual === desc.digest) return 'ok';
-    return resumedFrom > 0 && !restarted ? 'mismatch-after-resume' : 'mismatch';
+      digested = true;
+      const actual = await hasher.digest();
+      if (actual === desc.digest) return 'ok';
+      return resumedFrom > 0 && !restarted ? 'mismatch-after-resume' : 'mismatch';
     } finally {
       if (!digested) hasher.discard();
     }
@@ -265,24 +272,30 @@ export class ContentStore {
 
 /** Bytes gathered before one positioned write: fewer, larger syscalls than one per socket chunk. */
 const WRITE_BATCH_BYTES = 4 * 2 ** 20;
+/**
+ * Written batches the hash may lag behind before writing waits for it: bounds the memory a
+ * blob holds (each batch's memory is reused only once hashed) when the disk outruns sha256.
+ */
+const MAX_BATCHES_AWAITING_HASH = 3;
 
 /**
  * Write the body at `cursor.position` onward. Chunks are batched, and the next batch is read
  * from the socket while the previous one is being written (one write in flight: the socket is
- * still not read faster than the disk takes it). `cursor.position` and the hash advance only
- * once a batch is on disk, so after a failure they agree and the retry resumes there. Stops
+ * still not read faster than the disk takes it). Each written batch then goes to the hasher,
+ * and its memory back to `recycle` once hashed. `cursor.position` advances only once a batch
+ * is on disk, and every written batch has been handed to the hasher when this returns, so
+ * after a failure the file, the hash and the cursor agree and the retry resumes there. Stops
  * early past `limit`: more bytes than the descriptor says is a mismatch, not something to store.
  */
 async function streamInto(
   body: Readable,
-  handle: FileHandle,
+  file: BlobFile,
   cursor: { position: number },
   limit: number,
-  /** Told each time bytes up to a position are on disk. */
-  onWritten: (position: number) => void,
+  hasher: BlobHasher,
   emit: (p: IngestProgress) => void,
   signal?: AbortSignal,
-  /** Takes back chunks once they are on disk (their memory is reused). */
+  /** Takes back chunks once written and hashed (their memory is reused). */
   recycle?: (chunks: readonly Buffer[]) => void,
 ): Promise<void> {
   const onAbort = (): void => {
@@ -293,14 +306,14 @@ async function streamInto(
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   let inFlight: Promise<void> | undefined;
+  const hashing: Array<Promise<void>> = [];
 
   const writeBatch = async (buffers: Buffer[], at: number, bytes: number): Promise<void> => {
-    const { bytesWritten } = await handle.writev(buffers, at);
-    if (bytesWritten < bytes) await writeFully(handle, Buffer.concat(buffers).subarray(bytesWritten), at + bytesWritten);
-    recycle?.(buffers);
+    await file.write(buffers, at);
     cursor.position += bytes;
-    onWritten(cursor.position);
     emit({ doneBytes: cursor.position, receivedBytes: bytes });
+    hashing.push(hasher.update(buffers).finally(() => recycle?.(buffers)));
+    if (hashing.length > MAX_BATCHES_AWAITING_HASH) await hashing.shift();
   };
   const startBatch = async (): Promise<void> => {
     if (inFlight) await inFlight;
@@ -339,16 +352,9 @@ async function streamInto(
     throw err;
   } finally {
     signal?.removeEventListener('abort', onAbort);
-    // Leave nothing running on the handle: the caller resumes from cursor.position or closes it.
+    // Leave nothing running on the file or the hasher: the caller resumes from
+    // cursor.position, or asks for the digest, or closes the file.
     await inFlight?.catch(() => undefined);
+    await Promise.all(hashing);
   }
 }
-
-async function writeFully(handle: FileHandle, buffer: Buffer, at: number): Promise<void> {
-  let offset = 0;
-  while (offset < buffer.length) {
-    const { bytesWritten } = await handle.write(buffer, offset, buffer.length - offset, at + offset);
-    offset += bytesWritten;
-  }
-}
-

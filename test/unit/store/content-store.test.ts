@@ -80,13 +80,25 @@ describe('ContentStore.ingest', () => {
     const store = await ContentStore.open(root);
     const bytes = randomBytes(1_000_000);
     const desc = descriptorOf(bytes);
-    await writeFile(join(store.ingestDir, desc.digest.slice(7)), bytes.subarray(0, 700_000));
+    await writeFile(join(store.ingestDir, desc.digest.slice(7)), bytes.subarray(0, 4096 * 170));
     const opener = serve(bytes);
     const done: number[] = [];
     await store.ingest(desc, opener, (p) => done.push(p.doneBytes));
-    assert.deepEqual(opener.calls, [700_000], 'one request, from the bytes on disk');
-    assert.equal(opener.sent, 300_000);
-    assert.equal(done[0], 700_000, 'progress starts at the bytes already on disk');
+    assert.deepEqual(opener.calls, [4096 * 170], 'one request, from the bytes on disk');
+    assert.equal(opener.sent, 1_000_000 - 4096 * 170);
+    assert.equal(done[0], 4096 * 170, 'progress starts at the bytes already on disk');
+    assert.deepEqual(await readFile(store.blobPath(desc.digest)), bytes);
+  });
+
+  test('a partial file that ends mid-block resumes at the block boundary below it (the rest stays O_DIRECT-aligned)', async () => {
+    const store = await ContentStore.open(join(base, 'c2'));
+    const bytes = randomBytes(1_000_000);
+    const desc = descriptorOf(bytes);
+    await writeFile(join(store.ingestDir, desc.digest.slice(7)), bytes.subarray(0, 700_000));
+    const opener = serve(bytes);
+    await store.ingest(desc, opener);
+    assert.deepEqual(opener.calls, [696_320], '700,000 rounded down to a multiple of 4096');
+    assert.equal(opener.sent, 1_000_000 - 696_320, 'less than 4 KiB fetched again');
     assert.deepEqual(await readFile(store.blobPath(desc.digest)), bytes);
   });
 
@@ -117,7 +129,7 @@ describe('ContentStore.ingest', () => {
     await writeFile(join(store.ingestDir, desc.digest.slice(7)), randomBytes(50_000));
     const opener = serve(bytes);
     await store.ingest(desc, opener);
-    assert.deepEqual(opener.calls, [50_000, 0]);
+    assert.deepEqual(opener.calls, [49_152, 0], 'resumed at the block boundary below 50,000, then from 0');
     assert.deepEqual(await readFile(store.blobPath(desc.digest)), bytes);
   });
 

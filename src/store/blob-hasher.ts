@@ -1,0 +1,158 @@
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { piecePool, type PiecePool, type SharedMemory } from '../fs/piece-pool.js';
+
+/**
+ * sha256 of a blob as it is downloaded, on worker threads. The bytes are hashed where they
+ * already are: a piece of the shared arena (piece-pool.ts) is read by the worker in place;
+ * other chunks (small blobs through undici, fallback pieces) are copied to it. A resumed
+ * prefix is read back from the file once.
+ *
+ * Why workers: sha256 costs ~0.5 s of CPU per GiB here (SHA-NI); on the main thread it
+ * serialises with receiving and writing. Why not read the file back, as this did before:
+ * with O_DIRECT writes (blob-file.ts) the bytes are not in the page cache, and reading back
+ * cost a second copy per byte even when they were.
+ */
+export interface BlobHasher {
+  /**
+   * Hash these bytes next (they follow everything passed before). Resolves once the worker
+   * is done with them: only then may their memory be reused.
+   */
+  update(chunks: readonly Buffer[]): Promise<void>;
+  /** `sha256:<hex>` of everything hashed. The hasher is done after this. */
+  digest(): Promise<string>;
+  /** Give up (the download failed or restarts from zero). */
+  discard(): void;
+}
+
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const { openSync, readSync, closeSync } = require('node:fs');
+const memory = workerData.memory;
+let scratch;
+const hashes = new Map();
+function hashFilePrefix(hash, path, length) {
+  scratch ??= Buffer.allocUnsafe(4 * 1024 * 1024);
+  const fd = openSync(path, 'r');
+  try {
+    for (let at = 0; at < length; ) {
+      const n = readSync(fd, scratch, 0, Math.min(scratch.length, length - at), at);
+      if (n === 0) throw new Error('file ended at ' + at + ' of ' + length + ' bytes');
+      hash.update(scratch.subarray(0, n));
+      at += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+parentPort.on('message', (m) => {
+  if (m.op === 'open') {
+    const entry = { hash: createHash('sha256'), error: undefined };
+    hashes.set(m.id, entry);
+    try {
+      if (m.prefix > 0) hashFilePrefix(entry.hash, m.path, m.prefix);
+    } catch (err) {
+      entry.error = String((err && err.message) || err);
+    }
+    return;
+  }
+  const entry = hashes.get(m.id);
+  if (m.op === 'update') {
+    if (entry && !entry.error) {
+      // memory.buffer is read each time: the arena may have grown since the last message.
+      for (const part of m.parts) entry.hash.update(part.bytes ?? new Uint8Array(memory.buffer, part.offset, part.length));
+    }
+    parentPort.postMessage({ id: m.id });
+  } else if (m.op === 'digest') {
+    hashes.delete(m.id);
+    if (!entry) parentPort.postMessage({ id: m.id, error: 'unknown hash' });
+    else if (entry.error) parentPort.postMessage({ id: m.id, error: entry.error });
+    else parentPort.postMessage({ id: m.id, hex: entry.hash.digest('hex') });
+  } else if (m.op === 'discard') {
+    hashes.delete(m.id);
+  }
+});
+`;
+
+type Part = { offset: number; length: number } | { bytes: Uint8Array };
+type Reply = { id: number; hex?: string; error?: string };
+
+/** A worker and the answers it owes; ref'd only while it owes one, so it never keeps a CLI alive. */
+class HashWorker {
+  readonly worker: Worker;
+  private readonly waiting = new Map<number, Array<(reply: Reply) => void>>();
+  private owed = 0;
+
+  constructor(memory: SharedMemory | undefined) {
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { memory } });
+    this.worker.on('message', (reply: Reply) => {
+      const queue = this.waiting.get(reply.id);
+      const settle = queue?.shift();
+      if (queue?.length === 0) this.waiting.delete(reply.id);
+      if (--this.owed === 0) this.worker.unref();
+      settle?.(reply);
+    });
+    // After adding the listener: adding a 'message' listener refs the worker's port again.
+    this.worker.unref();
+  }
+
+  /** Post a message that the worker answers; answers for one id come back in order. */
+  ask(id: number, message: object): Promise<Reply> {
+    return new Promise((resolve) => {
+      const queue = this.waiting.get(id) ?? [];
+      queue.push(resolve);
+      this.waiting.set(id, queue);
+      if (this.owed++ === 0) this.worker.ref();
+      this.worker.postMessage(message);
+    });
+  }
+
+  tell(message: object): void {
+    this.worker.postMessage(message);
+  }
+}
+
+class HashWorkers {
+  private readonly workers: HashWorker[] = [];
+  private nextId = 1;
+  private nextWorker = 0;
+
+  constructor(
+    private readonly size: number,
+    private readonly pool: PiecePool,
+  ) {}
+
+  open(prefix?: { path: string; length: number }): BlobHasher {
+    if (this.workers.length < this.size) this.workers.push(new HashWorker(this.pool.memory));
+    const worker = this.workers[this.nextWorker++ % this.workers.length]!;
+    const id = this.nextId++;
+    worker.tell({ op: 'open', id, path: prefix?.path, prefix: prefix?.length ?? 0 });
+    return {
+      update: async (chunks) => {
+        const parts: Part[] = chunks.map((chunk) => {
+          const offset = this.pool.arenaOffset(chunk);
+          return offset !== undefined ? { offset, length: chunk.length } : { bytes: chunk };
+        });
+        await worker.ask(id, { op: 'update', id, parts });
+      },
+      digest: async () => {
+        const reply = await worker.ask(id, { op: 'digest', id });
+        if (reply.hex === undefined) throw new Error(`hashing failed: ${reply.error}`);
+        return `sha256:${reply.hex}`;
+      },
+      discard: () => worker.tell({ op: 'discard', id }),
+    };
+  }
+}
+
+// One per core up to 4: blobs hash in parallel (a blob's bytes always go to one worker, in order).
+const workers = new HashWorkers(Math.max(1, Math.min(4, availableParallelism())), piecePool);
+
+/**
+ * A hasher for a blob whose first `prefix.length` bytes are already in the file at
+ * `prefix.path` (a resumed download); those are read back once, the rest arrives by `update`.
+ */
+export function createBlobHasher(prefix?: { path: string; length: number }): BlobHasher {
+  return workers.open(prefix);
+}
