@@ -70,7 +70,7 @@ export function serveCommand(mode: 'node' | 'controller'): (argv: string[]) => P
 
 async function nodeServices(settings: Settings, metrics: Metrics, logger: Logger): Promise<Partial<Record<CsiServiceName, CsiHandlers>>> {
   const { config, root } = settings;
-  const { content, models } = await openCache(root, logger);
+  const { content, models } = await openCache(root, { logger, directWrites: config.directWrites });
   const client = new RegistryClient({ config, logger, metrics });
   const puller = new ModelPuller({ client, store: content, models, config, logger, metrics });
   // Never evict what a volume mounts or a pull is writing. `node` is assigned below; the

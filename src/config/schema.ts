@@ -32,6 +32,12 @@ export const configFileSchema = z
     /** LRU eviction of unused models above this many bytes (`500Gi`). Unset: no budget. */
     cacheBudget: quantity.optional(),
     maxConcurrentDownloads: z.number().int().min(1).max(64).default(8),
+    /**
+     * Write large blobs with O_DIRECT (past the page cache) where the filesystem allows:
+     * much less CPU per byte, but the model is not left in the page cache for the pod's
+     * first read. store/blob-file.ts.
+     */
+    directWrites: z.boolean().default(true),
     dockerConfig: z.string().min(1).optional(),
     registries: z.record(z.string().min(1), registrySchema).default({}),
     /**
