@@ -10,7 +10,8 @@
  *
  * A piece is handed out by `take`, filled (raw-http.ts), written and hashed, then given back
  * with `give`. A piece dropped without being given back (a body destroyed mid-way) returns to
- * the pool when its view is garbage-collected. When the arena is full, or WebAssembly is not
+ * the pool when its view is garbage-collected. The arena is created on first use and dropped
+ * after 30 s with every piece back (an idle node plugin holds none of it). When it is full, or WebAssembly is not
  * available (node --jitless), `take` falls back to ordinary Buffers: slower (buffered writes,
  * hashed from a copy), never wrong.
  */
@@ -23,6 +24,8 @@ const WASM_PAGE_BYTES = 64 * 1024;
 const PAGES_PER_PIECE = PIECE_BYTES / WASM_PAGE_BYTES;
 /** Address space reserved up front; memory is committed only as pieces are first used. */
 const MAX_ARENA_PIECES = 128;
+/** How long an arena with every piece back is kept before it is dropped. */
+const ARENA_IDLE_MS = 30_000;
 /** Fallback Buffers kept for reuse while idle (a fresh 4 MiB allocation costs page faults). */
 const MAX_FREE_FALLBACK = 8;
 
@@ -36,38 +39,54 @@ type SharedMemoryConstructor = new (descriptor: { initial: number; maximum: numb
 const WasmMemory = (globalThis as { WebAssembly?: { Memory: SharedMemoryConstructor } }).WebAssembly?.Memory;
 
 export class PiecePool {
-  /** The arena, or undefined when shared WebAssembly memory could not be created. */
-  readonly memory: SharedMemory | undefined;
+  private arena: SharedMemory | undefined;
   private readonly free: number[] = [];
   private readonly inUse: Uint8Array;
+  private inUseCount = 0;
   /** Bumped each time a piece is taken: a collection of an earlier owner's view must not free it. */
   private readonly generation: Uint32Array;
   /** Views over the arena: a memory grown later is seen through a new SharedArrayBuffer object. */
-  private readonly arenaBuffers = new WeakSet<ArrayBufferLike>();
+  private arenaBuffers = new WeakSet<ArrayBufferLike>();
   private readonly fallbackFree: ArrayBuffer[] = [];
   private readonly fallbackIssued = new WeakSet<ArrayBufferLike>();
   private readonly leaked = new FinalizationRegistry<{ index: number; generation: number }>(({ index, generation }) => this.release(index, generation));
+  private readonly arenaListeners = new Set<(arena: SharedMemory | undefined) => void>();
+  private idleTimer: NodeJS.Timeout | undefined;
   private pieces = 0;
 
-  constructor(private readonly maxPieces = MAX_ARENA_PIECES) {
+  constructor(
+    private readonly maxPieces = MAX_ARENA_PIECES,
+    /** An arena with no piece out for this long is dropped, so an idle node plugin holds no buffers. */
+    private readonly idleMs = ARENA_IDLE_MS,
+  ) {
     this.inUse = new Uint8Array(maxPieces);
     this.generation = new Uint32Array(maxPieces);
-    let memory: SharedMemory | undefined;
-    try {
-      memory = WasmMemory ? new WasmMemory({ initial: 0, maximum: maxPieces * PAGES_PER_PIECE, shared: true }) : undefined;
-    } catch {
-      memory = undefined;
-    }
-    this.memory = memory;
+  }
+
+  /** Whether pieces can come from a shared, page-aligned arena (else all are fallbacks). */
+  get shared(): boolean {
+    return WasmMemory !== undefined;
+  }
+
+  /** The current arena (created on the first take, dropped when idle). */
+  get memory(): SharedMemory | undefined {
+    return this.arena;
+  }
+
+  /** Told each time the arena is created or dropped (hash workers read it: blob-hasher.ts). */
+  onArenaChange(listener: (arena: SharedMemory | undefined) => void): void {
+    this.arenaListeners.add(listener);
   }
 
   /** A 4 MiB piece: page-aligned and shared when the arena has room. */
   take(): Buffer {
     const index = this.free.pop() ?? this.grow();
     if (index === undefined) return this.takeFallback();
+    clearTimeout(this.idleTimer);
     this.inUse[index] = 1;
+    this.inUseCount++;
     this.generation[index] = (this.generation[index]! + 1) >>> 0;
-    const buffer = this.memory!.buffer;
+    const buffer = this.arena!.buffer;
     this.arenaBuffers.add(buffer);
     const piece = Buffer.from(buffer, index * PIECE_BYTES, PIECE_BYTES);
     this.leaked.register(piece, { index, generation: this.generation[index]! }, piece);
@@ -110,7 +129,7 @@ export class PiecePool {
 
   /** Pieces of the arena handed out and not yet back (for tests and metrics). */
   get piecesInUse(): number {
-    return this.inUse.reduce((sum, used) => sum + used, 0);
+    return this.inUseCount;
   }
 
   private release(index: number, generation = this.generation[index]): void {
@@ -118,16 +137,39 @@ export class PiecePool {
     if (this.inUse[index] !== 1 || generation !== this.generation[index]) return;
     this.inUse[index] = 0;
     this.free.push(index);
+    if (--this.inUseCount === 0) {
+      this.idleTimer = setTimeout(() => this.dropIfIdle(), this.idleMs);
+      this.idleTimer.unref();
+    }
   }
 
   private grow(): number | undefined {
-    if (!this.memory || this.pieces >= this.maxPieces) return undefined;
+    if (this.pieces >= this.maxPieces) return undefined;
     try {
-      this.memory.grow(PAGES_PER_PIECE);
+      if (!this.arena) {
+        if (!WasmMemory) return undefined;
+        this.arena = new WasmMemory({ initial: 0, maximum: this.maxPieces * PAGES_PER_PIECE, shared: true });
+        for (const listener of this.arenaListeners) listener(this.arena);
+      }
+      this.arena.grow(PAGES_PER_PIECE);
     } catch {
       return undefined; // out of address space or memory: fall back
     }
     return this.pieces++;
+  }
+
+  /**
+   * WebAssembly memory never shrinks: the only way to give it back is to drop the whole
+   * arena (its memory goes once the last view of it is collected, here and in the workers).
+   * Runs by itself after the idle delay; callable sooner.
+   */
+  dropIfIdle(): void {
+    if (this.inUseCount !== 0 || !this.arena) return;
+    this.arena = undefined;
+    this.arenaBuffers = new WeakSet();
+    this.free.length = 0;
+    this.pieces = 0;
+    for (const listener of this.arenaListeners) listener(undefined);
   }
 
   private takeFallback(): Buffer {

@@ -32,7 +32,7 @@ export class BlobFile {
   static async open(path: string, pool: PiecePool, options: { direct: boolean }): Promise<BlobFile> {
     const handle = await open(path, fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW, 0o644);
     let direct: FileHandle | undefined;
-    if (options.direct && pool.memory) {
+    if (options.direct && pool.shared) {
       direct = await open(path, fsConstants.O_WRONLY | fsConstants.O_NOFOLLOW | fsConstants.O_DIRECT).catch(() => undefined);
     }
     return new BlobFile(handle, direct, pool);

@@ -29,7 +29,7 @@ const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
 const { openSync, readSync, closeSync } = require('node:fs');
-const memory = workerData.memory;
+let memory = workerData.memory;
 let scratch;
 const hashes = new Map();
 function hashFilePrefix(hash, path, length) {
@@ -47,6 +47,11 @@ function hashFilePrefix(hash, path, length) {
   }
 }
 parentPort.on('message', (m) => {
+  if (m.op === 'memory') {
+    // The pool made a new arena or dropped an idle one (piece-pool.ts).
+    memory = m.memory;
+    return;
+  }
   if (m.op === 'open') {
     const entry = { hash: createHash('sha256'), error: undefined };
     hashes.set(m.id, entry);
@@ -121,7 +126,12 @@ class HashWorkers {
   constructor(
     private readonly size: number,
     private readonly pool: PiecePool,
-  ) {}
+  ) {
+    // Sent before any piece of a new arena can be: pieces are taken after the arena exists.
+    pool.onArenaChange((memory) => {
+      for (const worker of this.workers) worker.tell({ op: 'memory', memory });
+    });
+  }
 
   open(prefix?: { path: string; length: number }): BlobHasher {
     if (this.workers.length < this.size) this.workers.push(new HashWorker(this.pool.memory));

@@ -16,7 +16,7 @@ async function collect(): Promise<void> {
 
 test('pieces are 4 MiB views of the shared arena, reused once given back', () => {
   const pool = new PiecePool(4);
-  assert.ok(pool.memory, 'shared WebAssembly memory is available in this Node.js');
+  assert.ok(pool.shared, 'shared WebAssembly memory is available in this Node.js');
   const a = pool.take();
   const b = pool.take();
   assert.equal(a.length, PIECE_BYTES);
@@ -76,4 +76,23 @@ test('collecting an earlier owner\'s view never frees the piece under its next o
   assert.equal(pool.piecesInUse, 1, 'still owned by `second`');
   assert.equal(pool.arenaOffset(pool.take()), undefined, 'so the next take falls back');
   pool.give([second]);
+});
+
+test('an arena with every piece back is dropped after the idle delay, and made again on the next take', async () => {
+  const pool = new PiecePool(2, 20);
+  const seen: Array<string> = [];
+  pool.onArenaChange((arena) => seen.push(arena ? 'created' : 'dropped'));
+  const piece = pool.take();
+  const first = pool.memory;
+  assert.ok(first);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(pool.memory, first, 'kept while a piece is out');
+  pool.give([piece]);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(pool.memory, undefined, 'dropped once idle');
+  const again = pool.take();
+  assert.ok(pool.memory && pool.memory !== first);
+  assert.equal(pool.arenaOffset(again), 0);
+  assert.equal(pool.arenaOffset(piece), undefined, 'a view of the dropped arena is not taken for the new one');
+  assert.deepEqual(seen, ['created', 'dropped', 'created']);
 });

@@ -53,3 +53,18 @@ test('hashers of different blobs run side by side without mixing bytes', async (
   for (let part = 0; part < 4; part++) await Promise.all(blobs.map((chunks, i) => hashers[i]!.update([chunks[part]!])));
   assert.deepEqual(await Promise.all(hashers.map((h) => h.digest())), blobs.map((chunks) => sha256(...chunks)));
 });
+
+test('pieces of an arena made after the workers started, and after an idle arena was dropped, hash right', async () => {
+  const hasher = createBlobHasher();
+  const grown = [piecePool.take(), piecePool.take(), piecePool.take()];
+  for (const piece of grown) piece.set(randomBytes(piece.length));
+  await hasher.update(grown);
+  piecePool.give(grown);
+  piecePool.dropIfIdle();
+  assert.equal(piecePool.memory, undefined, 'every piece was back: the arena is gone');
+  const fresh = piecePool.take();
+  fresh.set(randomBytes(fresh.length));
+  await hasher.update([fresh]);
+  assert.equal(await hasher.digest(), sha256(...grown, fresh));
+  piecePool.give([fresh]);
+});
