@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { ConfigFile } from '../config/schema.js';
 import { DriverError } from '../errors/driver-error.js';
 import type { Logger } from '../log/logger.js';
@@ -104,6 +105,10 @@ export class ModelPuller {
     const release = store.lease(wanted.map((layer) => layer.descriptor.digest));
     const temp = await models.createTemp();
     const abort = new AbortController();
+    // Shared by every layer on purpose (the first failure stops them all): each running
+    // download listens on it a few times (request, stream, retry sleep), more than the
+    // default 10 once several layers run; the warning would be noise on the CLI's stderr.
+    setMaxListeners(Math.max(10, 4 * wanted.length), abort.signal);
     const onOuterAbort = (): void => abort.abort(request.signal?.reason);
     request.signal?.addEventListener('abort', onOuterAbort, { once: true });
     const progress = new ProgressCounter(plan.totalBytes, request.onProgress);

@@ -97,3 +97,12 @@ test('a CLI pull whose registry goes away mid-pull exits with one error line ins
     await proxy.close();
   }
 });
+
+test('a CLI pull of a model with many layers prints nothing on stderr (no listener-leak warning from the shared abort signal)', { timeout: 60_000 }, async () => {
+  // 8 MiB each: large blobs, each on a connection of its own, 8 running at once.
+  const files = Array.from({ length: 12 }, (_, i) => ({ path: `shard-${i}.bin`, content: Buffer.alloc(8 * 2 ** 20, i), format: 'raw' as const }));
+  await pushModelPack(registry, 'cli/many', 'v1', files);
+  const pulled = await cli(['pull', `${registry.host}/cli/many:v1`, '--root', join(work, 'many')]);
+  assert.equal(pulled.code, 0, pulled.stderr);
+  assert.equal(pulled.stderr, '');
+});
