@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { DriverError } from '../errors/driver-error.js';
 import { piecePool, type PiecePool, type SharedMemory } from '../fs/piece-pool.js';
 
 /**
@@ -83,11 +84,16 @@ parentPort.on('message', (m) => {
 type Part = { offset: number; length: number } | { bytes: Uint8Array };
 type Reply = { id: number; hex?: string; error?: string };
 
-/** A worker and the answers it owes; ref'd only while it owes one, so it never keeps a CLI alive. */
+/**
+ * A worker and the answers it owes; ref'd only while it owes one, so it never keeps a CLI
+ * alive. A worker that dies (out of memory) answers everything it owes with an error, so no
+ * download waits forever on it; the next blob gets a new worker.
+ */
 class HashWorker {
   readonly worker: Worker;
   private readonly waiting = new Map<number, Array<(reply: Reply) => void>>();
   private owed = 0;
+  stopped: string | undefined;
 
   constructor(memory: SharedMemory | undefined) {
     this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { memory } });
@@ -98,12 +104,20 @@ class HashWorker {
       if (--this.owed === 0) this.worker.unref();
       settle?.(reply);
     });
-    // After adding the listener: adding a 'message' listener refs the worker's port again.
+    this.worker.on('error', (err) => (this.stopped = err.message));
+    this.worker.on('exit', (code) => {
+      this.stopped ??= `exited with code ${code}`;
+      const owed = [...this.waiting.entries()];
+      this.waiting.clear();
+      for (const [id, queue] of owed) for (const settle of queue) settle({ id, error: `the hash worker stopped: ${this.stopped}` });
+    });
+    // After adding the listeners: adding a 'message' listener refs the worker's port again.
     this.worker.unref();
   }
 
   /** Post a message that the worker answers; answers for one id come back in order. */
   ask(id: number, message: object): Promise<Reply> {
+    if (this.stopped !== undefined) return Promise.resolve({ id, error: `the hash worker stopped: ${this.stopped}` });
     return new Promise((resolve) => {
       const queue = this.waiting.get(id) ?? [];
       queue.push(resolve);
@@ -118,7 +132,7 @@ class HashWorker {
   }
 }
 
-class HashWorkers {
+export class HashWorkers {
   private readonly workers: HashWorker[] = [];
   private nextId = 1;
   private nextWorker = 0;
@@ -133,7 +147,14 @@ class HashWorkers {
     });
   }
 
+  /** Stop every worker now (what their death would do): hashes in progress fail, later ones get new workers. */
+  async stop(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.worker.terminate()));
+  }
+
   open(prefix?: { path: string; length: number }): BlobHasher {
+    const alive = this.workers.filter((w) => w.stopped === undefined);
+    this.workers.splice(0, this.workers.length, ...alive);
     if (this.workers.length < this.size) this.workers.push(new HashWorker(this.pool.memory));
     const worker = this.workers[this.nextWorker++ % this.workers.length]!;
     const id = this.nextId++;
@@ -144,16 +165,22 @@ class HashWorkers {
           const offset = this.pool.arenaOffset(chunk);
           return offset !== undefined ? { offset, length: chunk.length } : { bytes: chunk };
         });
-        await worker.ask(id, { op: 'update', id, parts });
+        const reply = await worker.ask(id, { op: 'update', id, parts });
+        if (reply.error !== undefined) throw hashFailed(reply.error);
       },
       digest: async () => {
         const reply = await worker.ask(id, { op: 'digest', id });
-        if (reply.hex === undefined) throw new Error(`hashing failed: ${reply.error}`);
+        if (reply.hex === undefined) throw hashFailed(reply.error ?? 'no digest');
         return `sha256:${reply.hex}`;
       },
       discard: () => worker.tell({ op: 'discard', id }),
     };
   }
+}
+
+/** Not the registry's fault and not worth a retry of the download: the pull fails, kubelet retries it later. */
+function hashFailed(why: string): DriverError {
+  return new DriverError('INTERNAL', `hashing failed: ${why}`, { retryable: false });
 }
 
 // One per core up to 4: blobs hash in parallel (a blob's bytes always go to one worker, in order).

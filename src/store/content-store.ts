@@ -312,7 +312,9 @@ async function streamInto(
     await file.write(buffers, at);
     cursor.position += bytes;
     emit({ doneBytes: cursor.position, receivedBytes: bytes });
-    hashing.push(hasher.update(buffers).finally(() => recycle?.(buffers)));
+    const hashed = hasher.update(buffers).finally(() => recycle?.(buffers));
+    hashed.catch(() => undefined); // surfaced when awaited below or at the end of the stream
+    hashing.push(hashed);
     if (hashing.length > MAX_BATCHES_AWAITING_HASH) await hashing.shift();
   };
   const startBatch = async (): Promise<void> => {
@@ -344,6 +346,7 @@ async function streamInto(
     }
     await startBatch();
     await inFlight;
+    await Promise.all(hashing);
   } catch (err) {
     // The bytes received before the stream broke are good (TCP delivers a prefix): write
     // them, so the retry's Range starts after them rather than at the last batch boundary.
@@ -355,6 +358,6 @@ async function streamInto(
     // Leave nothing running on the file or the hasher: the caller resumes from
     // cursor.position, or asks for the digest, or closes the file.
     await inFlight?.catch(() => undefined);
-    await Promise.all(hashing);
+    await Promise.allSettled(hashing);
   }
 }

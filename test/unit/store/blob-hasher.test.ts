@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { piecePool } from '../../../src/fs/piece-pool.js';
-import { createBlobHasher } from '../../../src/store/blob-hasher.js';
+import { isDriverError } from '../../../src/errors/driver-error.js';
+import { createBlobHasher, HashWorkers } from '../../../src/store/blob-hasher.js';
 
 let dir: string;
 before(async () => {
@@ -67,4 +68,18 @@ test('pieces of an arena made after the workers started, and after an idle arena
   await hasher.update([fresh]);
   assert.equal(await hasher.digest(), sha256(...grown, fresh));
   piecePool.give([fresh]);
+});
+
+test('a hash worker that dies fails the hashes it owes (no download waits forever), and the next blob gets a new worker', async () => {
+  const workers = new HashWorkers(1, piecePool);
+  const hasher = workers.open();
+  await hasher.update([randomBytes(1000)]);
+  await workers.stop();
+  await assert.rejects(hasher.update([randomBytes(10)]), (err: unknown) => isDriverError(err) && err.code === 'INTERNAL' && /hashing failed: the hash worker stopped/.test(err.message));
+  await assert.rejects(hasher.digest(), /the hash worker stopped/);
+  const next = workers.open();
+  const bytes = randomBytes(5000);
+  await next.update([bytes]);
+  assert.equal(await next.digest(), sha256(bytes));
+  await workers.stop();
 });
