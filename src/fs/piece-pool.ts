@@ -11,9 +11,9 @@
  * A piece is handed out by `take`, filled (raw-http.ts), written and hashed, then given back
  * with `give`. A piece dropped without being given back (a body destroyed mid-way) returns to
  * the pool when its view is garbage-collected. The arena is created on first use and dropped
- * after 30 s with every piece back (an idle node plugin holds none of it). When it is full, or WebAssembly is not
- * available (node --jitless), `take` falls back to ordinary Buffers: slower (buffered writes,
- * hashed from a copy), never wrong.
+ * after 30 s with every piece back (an idle node plugin holds none of it). When it is full,
+ * or WebAssembly is not available (node --jitless), `take` falls back to ordinary Buffers:
+ * slower (buffered writes, hashed from a copy), never wrong.
  */
 export const PIECE_BYTES = 4 * 2 ** 20;
 

@@ -11,9 +11,9 @@ import { PIECE_BYTES, piecePool } from '../fs/piece-pool.js';
  * handed on in 4 MiB pieces. Measured on this project's bench machine (2 cores), receiving a
  * 256 MiB blob from docker-registry on loopback cost 0.29 s user CPU through undici's body
  * stream (a fresh 64 KiB Buffer, a stream push and an async-iterator step per socket read) and
- * 0.06 s this way. The pieces come from the shared, page-aligned pool (piece-pool.ts), which
- * the content store writes with O_DIRECT and hashes in place, then gives back; on 2 cores that CPU is what the pull waits for. TLS sockets take the same
- * option. The response head is parsed here (RFC 9112 §2-§7: status line, fields,
+ * 0.06 s this way; on 2 cores that CPU is what the pull waits for. The pieces come from the
+ * shared, page-aligned pool (piece-pool.ts): the content store writes them with O_DIRECT,
+ * hashes them in place, then gives them back. TLS sockets take the same option. The response head is parsed here (RFC 9112 §2-§7: status line, fields,
  * Content-Length or chunked framing, else until close).
  */
 export interface RawResponse {

@@ -259,16 +259,16 @@ function tooLarge(what: string, size: number, max = MAX_MANIFEST_BYTES): DriverE
   return new DriverError('MANIFEST_TOO_LARGE', `${what} is ${size} bytes, above the ${max}-byte cap; the artifact is malformed or hostile`, { retryable: false });
 }
 
-/**
- * Passes a blob body through, counting bytes into metrics and holding the registry to the
- * descriptor's size: more bytes than promised is refused at once (never buffered or
- * written past the size), fewer is a retryable break the caller resumes from.
- */
 /** Back to the pool (body chunks that are not pool pieces are ignored). */
 function givePieces(chunks: readonly Buffer[]): void {
   piecePool.give(chunks);
 }
 
+/**
+ * Passes a blob body through, counting bytes into metrics and holding the registry to the
+ * descriptor's size: more bytes than promised is refused at once (never buffered or
+ * written past the size), fewer is a retryable break the caller resumes from.
+ */
 function countingStream(source: Readable, o: { expected: number; onBytes: (n: number) => void; describe: string }): Readable {
   let received = 0;
   const counter = new Transform({

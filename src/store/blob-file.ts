@@ -24,7 +24,7 @@ export class BlobFile {
 
   private constructor(
     /** The ordinary descriptor: stat, truncate, unaligned writes, fsync. */
-    readonly handle: FileHandle,
+    private readonly handle: FileHandle,
     private direct: FileHandle | undefined,
     private readonly pool: PiecePool,
   ) {}
