@@ -5,7 +5,12 @@
 # The chart runs it as `node …` (DaemonSet, privileged: it makes bind mounts) and as
 # `controller …` (Deployment, non-root).
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Debian trixie: its util-linux (2.41) makes a read-only bind mount with the fd-based mount
+# API, read-only from the moment it appears. The driver does not rely on that (it stages every
+# model read-only before binding it to the target, see src/mount/linux-mounter.ts), but any
+# `mount --bind -o ro` in this image is then safe too. Bookworm's 2.38 leaves the propagated
+# copy writable.
+ARG NODE_IMAGE=node:20-trixie-slim
 
 # ---- build: dev dependencies, TypeScript compile, then drop the dev dependencies ----------
 FROM ${NODE_IMAGE} AS build

@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { parseCommandLine } from '../config/settings.js';
 import { ControllerService } from '../controller/controller-service.js';
 import type { CsiHandlers } from '../csi/call-wrapper.js';
@@ -96,7 +97,7 @@ async function nodeServices(settings: Settings, metrics: Metrics, logger: Logger
   node = await NodeService.create({
     nodeId: settings.nodeId,
     root,
-    mounter: new LinuxMounter(),
+    mounter: await LinuxMounter.open(join(root, 'staging')),
     modelSource: source,
     metrics,
     logger,

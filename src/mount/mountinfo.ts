@@ -14,6 +14,8 @@ export interface MountInfo {
   fsType: string;
   source: string;
   superOptions: string[];
+  /** The optional fields: propagation (`shared:N`, `master:N`, `propagate_from:N`, `unbindable`); none for a private mount. */
+  propagation: string[];
 }
 
 /**
@@ -40,6 +42,7 @@ export function parseMountInfo(text: string): MountInfo[] {
       fsType: fields[separator + 1]!,
       source: unescapeMountPath(fields[separator + 2]!),
       superOptions: (fields[separator + 3] ?? '').split(',').filter((o) => o !== ''),
+      propagation: fields.slice(6, separator),
     });
   }
   return mounts;
@@ -57,5 +60,16 @@ export async function readMountInfo(path = '/proc/self/mountinfo'): Promise<Moun
 export function topMountAt(mounts: readonly MountInfo[], mountPoint: string): MountInfo | undefined {
   let found: MountInfo | undefined;
   for (const mount of mounts) if (mount.mountPoint === mountPoint) found = mount;
+  return found;
+}
+
+/** The mount a path lies on: the topmost mount whose mount point is the path or one of its parents. */
+export function mountHolding(mounts: readonly MountInfo[], path: string): MountInfo | undefined {
+  let found: MountInfo | undefined;
+  for (const mount of mounts) {
+    const point = mount.mountPoint;
+    const holds = point === path || point === '/' || path.startsWith(point.endsWith('/') ? point : point + '/');
+    if (holds && (found === undefined || point.length >= found.mountPoint.length)) found = mount;
+  }
   return found;
 }

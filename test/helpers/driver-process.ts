@@ -22,9 +22,15 @@ export function mainCommand(): string[] {
   return process.env['MODEL_CSI_TEST_DIST'] === '1' ? ['dist/main.js'] : ['--import', 'tsx', 'src/main.ts'];
 }
 
+export interface SpawnOptions {
+  /** A command the driver runs under, e.g. `['unshare', '-m', '--propagation', 'unchanged']`; it must exec the driver (no fork). */
+  wrapper?: string[];
+}
+
 /** Start `model-csi <mode> ...args` without waiting for it to serve. */
-export function spawnDriver(mode: string, args: string[], env: NodeJS.ProcessEnv = {}): DriverProcess {
-  const child = spawn(process.execPath, [...mainCommand(), mode, ...args], {
+export function spawnDriver(mode: string, args: string[], env: NodeJS.ProcessEnv = {}, options: SpawnOptions = {}): DriverProcess {
+  const command = [...(options.wrapper ?? []), process.execPath, ...mainCommand(), mode, ...args];
+  const child = spawn(command[0]!, command.slice(1), {
     cwd: REPO,
     env: { ...process.env, MODEL_CSI_DEBUG: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -39,8 +45,13 @@ export function spawnDriver(mode: string, args: string[], env: NodeJS.ProcessEnv
 }
 
 /** Start the plugin and wait until it answers GetPluginInfo on its socket. */
-export async function startDriver(mode: 'node' | 'controller', args: string[], env: NodeJS.ProcessEnv = {}): Promise<DriverProcess> {
-  const driver = spawnDriver(mode, args, env);
+export async function startDriver(
+  mode: 'node' | 'controller',
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  options: SpawnOptions = {},
+): Promise<DriverProcess> {
+  const driver = spawnDriver(mode, args, env, options);
   const clients = csiClients(driver.endpoint);
   const deadline = Date.now() + 20_000;
   let exitedEarly: number | string | undefined;

@@ -25,7 +25,7 @@ const [build, runtime] = [stages[0]!, stages.at(-1)!];
 test('two stages: a named build stage and a runtime stage', () => {
   assert.equal(stages.length, 2);
   assert.match(build[0]!, /^FROM \S+ AS build$/i);
-  assert.match(dockerfile, /ARG NODE_IMAGE=node:20-bookworm-slim/);
+  assert.match(dockerfile, /ARG NODE_IMAGE=node:20-trixie-slim/);
 });
 
 test('build stage: npm ci and the build run as a non-root user, then dev dependencies go', () => {

@@ -30,7 +30,7 @@ export class FakeMounter implements Mounter {
   async listMounts(): Promise<MountInfo[]> {
     return [...this.mounts].map(([mountPoint, source], i) => ({
       id: i + 100, parentId: 1, device: '0:1', root: source, mountPoint,
-      options: ['ro', 'nosuid', 'nodev'], fsType: 'none', source: 'none', superOptions: [],
+      options: ['ro', 'nosuid', 'nodev'], fsType: 'none', source: 'none', superOptions: [], propagation: [],
     }));
   }
 }
