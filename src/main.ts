@@ -24,7 +24,11 @@ commands:
 
 common flags (env twin):
   --endpoint (CSI_ENDPOINT)   --node-id (NODE_ID)          --root (MODEL_CSI_ROOT)
-  --config (MODEL_CSI_CONFIG) --metrics-addr (MODEL_CSI_METRICS_ADDR)`;
+  --config (MODEL_CSI_CONFIG) --metrics-addr (MODEL_CSI_METRICS_ADDR)
+
+node flags (env twin):
+  --registration-dir (MODEL_CSI_REGISTRATION_DIR)                    register with kubelet through this plugins_registry dir
+  --kubelet-registration-path (MODEL_CSI_KUBELET_REGISTRATION_PATH)  the CSI socket as kubelet sees it`;
 
 type Command = (argv: string[]) => Promise<number>;
 

@@ -5,6 +5,7 @@ import { ControllerService } from '../controller/controller-service.js';
 import type { CsiHandlers } from '../csi/call-wrapper.js';
 import { startCsiServer } from '../csi/server.js';
 import { createLogger, type Logger } from '../log/logger.js';
+import { startPluginRegistration, type RunningRegistration } from '../kubelet/plugin-registration.js';
 import { startMetricsServer } from '../metrics/http-server.js';
 import { Metrics } from '../metrics/metrics.js';
 import { LinuxMounter } from '../mount/linux-mounter.js';
@@ -46,7 +47,13 @@ export function serveCommand(mode: 'node' | 'controller'): (argv: string[]) => P
       ...(withController ? controllerServices(settings, metrics, logger) : {}),
     };
     const ready = mode === 'node' ? () => cacheRootUsable(settings.root) : async () => true;
-    const metricsServer = settings.metricsAddr === undefined ? undefined : await startMetricsServer(settings.metricsAddr, metrics, ready);
+    let registration: RunningRegistration | undefined;
+    const problem = async (): Promise<string | undefined> => {
+      if (!(await ready())) return `the cache root ${settings.root} is not a writable directory`;
+      const registered = await registration?.health();
+      return registered === undefined || registered.ok ? undefined : registered.message;
+    };
+    const metricsServer = settings.metricsAddr === undefined ? undefined : await startMetricsServer(settings.metricsAddr, metrics, problem);
     if (metricsServer) logger.info({ port: metricsServer.port }, 'serving /metrics and /healthz');
 
     const csi = await startCsiServer({
@@ -55,12 +62,17 @@ export function serveCommand(mode: 'node' | 'controller'): (argv: string[]) => P
       logger,
       metrics,
     });
+    // Registered only once the CSI socket answers: kubelet calls NodeGetInfo right away.
+    if (mode === 'node' && settings.registration !== undefined) {
+      registration = await startPluginRegistration({ ...settings.registration, logger });
+    }
 
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
       process.once('SIGTERM', resolve);
       process.once('SIGINT', resolve);
     });
     logger.info({ signal }, 'shutting down: no new calls, waiting for running ones');
+    await registration?.stop();
     await csi.shutdown(SHUTDOWN_GRACE_MS);
     if (metricsServer) await new Promise((resolve) => metricsServer.server.close(resolve));
     logger.info('stopped');

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { DriverError } from '../errors/driver-error.js';
@@ -15,6 +16,8 @@ export interface Settings {
   readonly metricsAddr: string | undefined;
   readonly configPath: string | undefined;
   readonly config: Readonly<ConfigFile>;
+  /** Serve kubelet's plugin registration API (the node plugin registers itself, no sidecar). */
+  readonly registration: Readonly<{ dir: string; kubeletEndpoint: string }> | undefined;
 }
 
 export const DEFAULT_ROOT = '/var/lib/model-csi';
@@ -27,6 +30,8 @@ const FLAGS = {
   root: 'MODEL_CSI_ROOT',
   config: 'MODEL_CSI_CONFIG',
   'metrics-addr': 'MODEL_CSI_METRICS_ADDR',
+  'registration-dir': 'MODEL_CSI_REGISTRATION_DIR',
+  'kubelet-registration-path': 'MODEL_CSI_KUBELET_REGISTRATION_PATH',
 } as const;
 
 export interface ParsedCommandLine {
@@ -58,6 +63,8 @@ export function parseCommandLine(
         root: { type: 'string' },
         config: { type: 'string' },
         'metrics-addr': { type: 'string' },
+        'registration-dir': { type: 'string' },
+        'kubelet-registration-path': { type: 'string' },
         ...extraFlags,
       },
     });
@@ -73,15 +80,17 @@ export function parseCommandLine(
   };
 
   const configPath = pick('config');
+  const endpoint = pick('endpoint') ?? DEFAULT_ENDPOINT;
+  validateEndpoint(endpoint);
   const settings: Settings = {
-    endpoint: pick('endpoint') ?? DEFAULT_ENDPOINT,
+    endpoint,
     nodeId: pick('node-id') ?? hostname,
     root: pick('root') ?? DEFAULT_ROOT,
     metricsAddr: pick('metrics-addr'),
     configPath,
     config: loadConfigFile(configPath),
+    registration: registrationSettings(pick('registration-dir'), pick('kubelet-registration-path'), endpoint),
   };
-  validateEndpoint(settings.endpoint);
   if (settings.metricsAddr !== undefined) parseListenAddress(settings.metricsAddr);
 
   const extra: Record<string, string | boolean | undefined> = {};
@@ -111,6 +120,24 @@ export function loadConfigFile(path: string | undefined): ConfigFile {
     throw new DriverError('CONFIG_INVALID', `config file ${path ?? '(defaults)'}: ${where}: ${issue.message}`);
   }
   return result.data;
+}
+
+/**
+ * `--registration-dir` turns self-registration on; `--kubelet-registration-path` is the CSI
+ * socket as kubelet sees it, which differs from `--endpoint` when the plugin runs in a pod
+ * (default: the endpoint's own path, right for a plugin on the host).
+ */
+function registrationSettings(dir: string | undefined, kubeletPath: string | undefined, endpoint: string): Settings['registration'] {
+  if (dir === undefined) {
+    if (kubeletPath !== undefined) throw new DriverError('CONFIG_INVALID', '--kubelet-registration-path needs --registration-dir');
+    return undefined;
+  }
+  if (!isAbsolute(dir)) throw new DriverError('CONFIG_INVALID', `--registration-dir must be an absolute path, got "${dir}"`);
+  const kubeletEndpoint = kubeletPath ?? socketPath(endpoint);
+  if (!isAbsolute(kubeletEndpoint)) {
+    throw new DriverError('CONFIG_INVALID', `--kubelet-registration-path must be an absolute path, got "${kubeletEndpoint}"`);
+  }
+  return { dir, kubeletEndpoint };
 }
 
 function validateEndpoint(endpoint: string): void {

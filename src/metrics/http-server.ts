@@ -4,13 +4,13 @@ import { parseListenAddress } from '../config/settings.js';
 import type { Metrics } from './metrics.js';
 
 /**
- * `/metrics` (Prometheus text format) and `/healthz` (200 while `healthy()` is true, which
- * the livenessprobe sidecar and the chart's probes rely on).
+ * `/metrics` (Prometheus text format) and `/healthz`: 200 `ok` while `problem()` finds none,
+ * else 503 with the problem (the chart's readiness and liveness probes use it).
  */
 export async function startMetricsServer(
   addr: string,
   metrics: Metrics,
-  healthy: () => Promise<boolean> | boolean,
+  problem: () => Promise<string | undefined>,
 ): Promise<{ server: Server; port: number }> {
   const { host, port } = parseListenAddress(addr);
   const server = createServer((req, res) => {
@@ -28,9 +28,9 @@ export async function startMetricsServer(
       return;
     }
     if (path === '/healthz') {
-      Promise.resolve(healthy())
-        .then((ok) => res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'not ready\n'))
-        .catch(() => res.writeHead(503).end('not ready\n'));
+      problem()
+        .then((found) => res.writeHead(found === undefined ? 200 : 503, { 'content-type': 'text/plain' }).end(`${found ?? 'ok'}\n`))
+        .catch((err: Error) => res.writeHead(503).end(`health check failed: ${err.message}\n`));
       return;
     }
     res.writeHead(404).end();

@@ -48,8 +48,10 @@ for (const [label, { args, kubeletDir, cacheRoot }] of Object.entries(renders)) 
     const objects = render(args);
     const node = nodePod(objects);
     const driver = container(node, 'driver');
-    const registrar = container(node, 'node-driver-registrar');
-    const liveness = container(node, 'liveness-probe');
+    // Default values: the driver registers itself; full-values.yaml: the sidecars.
+    const selfRegistration = label === 'default';
+    const registrar = selfRegistration ? undefined : container(node, 'node-driver-registrar');
+    const liveness = selfRegistration ? undefined : container(node, 'liveness-probe');
     const pluginDir = `${kubeletDir}/plugins/${DRIVER}`;
 
     test('CSIDriver: no attach, pod info, both lifecycle modes, fsGroupPolicy None', () => {
@@ -92,40 +94,52 @@ for (const [label, { args, kubeletDir, cacheRoot }] of Object.entries(renders)) 
       assert.deepEqual(env?.valueFrom, { fieldRef: { fieldPath: 'spec.nodeName' } });
     });
 
-    test('socket paths agree: driver --endpoint, registrar --csi-address and --kubelet-registration-path, livenessprobe', () => {
+    test('socket paths agree: the driver\'s --endpoint and the path kubelet is told to dial', () => {
       const endpoint = flag(driver, 'endpoint');
       assert.match(endpoint ?? '', /^unix:\/\/\//);
       const driverSocket = endpoint!.slice('unix://'.length);
       const driverMount = mountHolding(node, driver, driverSocket);
       assert.equal(driverMount.volume.hostPath?.path, pluginDir, 'the socket lives in <kubeletDir>/plugins/<driver>');
       const hostSocket = `${pluginDir}/${driverMount.rest}`;
-
-      for (const sidecar of [registrar, liveness]) {
+      if (selfRegistration) {
+        assert.equal(flag(driver, 'kubelet-registration-path'), hostSocket, 'kubelet dials the host path of the same socket');
+        return;
+      }
+      for (const sidecar of [registrar!, liveness!]) {
         const address = flag(sidecar, 'csi-address');
         assert.ok(address, `${sidecar.name} has --csi-address`);
         const held = mountHolding(node, sidecar, address!);
         assert.equal(held.volume.name, driverMount.volume.name, `${sidecar.name} mounts the driver's socket dir`);
         assert.equal(held.rest, driverMount.rest, `${sidecar.name} dials the same socket file`);
       }
-      assert.equal(flag(registrar, 'kubelet-registration-path'), hostSocket, 'kubelet dials the host path of the same socket');
+      assert.equal(flag(registrar!, 'kubelet-registration-path'), hostSocket, 'kubelet dials the host path of the same socket');
     });
 
-    test("the registrar's registration dir is <kubeletDir>/plugins_registry at /registration", () => {
-      const mount = registrar.volumeMounts!.find((m) => m.mountPath === '/registration');
-      assert.ok(mount, 'registrar mounts /registration');
+    test('the registration dir is <kubeletDir>/plugins_registry, mounted where the registering container serves it', () => {
+      const registering = selfRegistration ? driver : registrar!;
+      const dir = selfRegistration ? flag(driver, 'registration-dir')! : '/registration';
+      const mount = registering.volumeMounts!.find((m) => m.mountPath === dir);
+      assert.ok(mount, `${registering.name} mounts ${dir}`);
       assert.deepEqual(volume(node, mount.name).hostPath, { path: `${kubeletDir}/plugins_registry`, type: 'Directory' });
     });
 
-    test('probes: readiness on the driver /healthz, liveness through the livenessprobe sidecar (CSI Probe)', () => {
+    test(`${label}: ${selfRegistration ? 'one container, no sidecar; both probes on the driver /healthz' : 'registrar and livenessprobe sidecars; liveness through CSI Probe'}`, () => {
       const metricsPort = driver.ports!.find((p) => p.name === driver.readinessProbe?.httpGet?.port);
       assert.ok(metricsPort, 'readiness probe names a driver port');
       assert.equal(driver.readinessProbe?.httpGet?.path, '/healthz');
+      assert.equal(driver.livenessProbe?.httpGet?.path, '/healthz');
       assert.equal(flag(driver, 'metrics-addr'), `:${metricsPort.containerPort}`);
-      const healthPort = liveness.ports!.find((p) => p.name === driver.livenessProbe?.httpGet?.port);
+      if (selfRegistration) {
+        assert.deepEqual(node.containers.map((c) => c.name), ['driver']);
+        assert.equal(driver.livenessProbe?.httpGet?.port, 'metrics');
+        return;
+      }
+      assert.equal(flag(driver, 'registration-dir'), undefined, 'the driver does not register beside the registrar');
+      const healthPort = liveness!.ports!.find((p) => p.name === driver.livenessProbe?.httpGet?.port);
       assert.ok(healthPort, 'liveness probe names the livenessprobe sidecar port');
-      assert.equal(flag(liveness, 'health-port'), String(healthPort.containerPort));
-      const registrarPort = registrar.ports!.find((p) => p.name === registrar.livenessProbe?.httpGet?.port);
-      assert.equal(flag(registrar, 'http-endpoint'), `:${registrarPort?.containerPort}`);
+      assert.equal(flag(liveness!, 'health-port'), String(healthPort.containerPort));
+      const registrarPort = registrar!.ports!.find((p) => p.name === registrar!.livenessProbe?.httpGet?.port);
+      assert.equal(flag(registrar!, 'http-endpoint'), `:${registrarPort?.containerPort}`);
       const ports = node.containers.flatMap((c) => (c.ports ?? []).map((p) => p.containerPort));
       assert.equal(new Set(ports).size, ports.length, 'no two containers listen on one port (matters with hostNetwork)');
     });

@@ -83,3 +83,21 @@ test('quantities and listen addresses', () => {
   assert.deepEqual(parseListenAddress('[::1]:80'), { host: '::1', port: 80 });
   assert.deepEqual(parseListenAddress('127.0.0.1:0'), { host: '127.0.0.1', port: 0 });
 });
+
+test('self-registration with kubelet: off by default; the kubelet path defaults to the endpoint; paths must be absolute', () => {
+  assert.equal(parseCommandLine([], {}, 'h').settings.registration, undefined);
+  const onHost = parseCommandLine(['--registration-dir', '/var/lib/kubelet/plugins_registry', '--endpoint', 'unix:///run/x/csi.sock'], {}, 'h');
+  assert.deepEqual(onHost.settings.registration, { dir: '/var/lib/kubelet/plugins_registry', kubeletEndpoint: '/run/x/csi.sock' });
+  const inPod = parseCommandLine([], {
+    MODEL_CSI_REGISTRATION_DIR: '/registration',
+    MODEL_CSI_KUBELET_REGISTRATION_PATH: '/var/lib/kubelet/plugins/model.csi.example.org/csi.sock',
+  }, 'h');
+  assert.equal(inPod.settings.registration?.kubeletEndpoint, '/var/lib/kubelet/plugins/model.csi.example.org/csi.sock');
+  for (const [argv, message] of [
+    [['--registration-dir', 'relative'], /--registration-dir must be an absolute path/],
+    [['--registration-dir', '/r', '--kubelet-registration-path', 'csi.sock'], /--kubelet-registration-path must be an absolute path/],
+    [['--kubelet-registration-path', '/x.sock'], /--kubelet-registration-path needs --registration-dir/],
+  ] as const) {
+    assert.throws(() => parseCommandLine([...argv], {}, 'h'), (err: unknown) => isDriverError(err) && err.code === 'CONFIG_INVALID' && message.test(err.message));
+  }
+});
