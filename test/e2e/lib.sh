@@ -1,7 +1,9 @@
 # shellcheck shell=bash
-# Helpers for test/e2e/run.sh, sourced. Kept apart so the model artifact can be built and
-# pushed without a cluster (test/integration/helm/e2e-model.test.ts does, against a real
-# registry on loopback).
+# Helpers for test/e2e/run.sh (kind) and test/cluster/e2e.sh (the local single-node
+# cluster), sourced. Kept apart so the model artifact can be built and pushed without a
+# cluster (test/integration/helm/e2e-script.test.ts does, against a real registry on loopback).
+# The pod checks below expect the caller to define `k` (kubectl for its cluster), `log`,
+# `fail`, TEST_NS and WORK.
 
 # The files of the test model, relative to the model directory; `sha256sum` of these is what
 # the pods must see.
@@ -87,4 +89,35 @@ push_model() {
 # expected_digests DIR: `sha256sum` lines of the model files, paths relative to the model root.
 expected_digests() {
   (cd "$1" && sha256sum "${E2E_MODEL_FILES[@]}")
+}
+
+# check_digests POD [MODEL_DIR]: sha256sum of every model file inside POD equals the local
+# one (MODEL_DIR defaults to $WORK/model).
+check_digests() {
+  local got model_dir=${2:-$WORK/model}
+  got="$(k -n "$TEST_NS" exec "$1" -- sh -c "cd /models && sha256sum ${E2E_MODEL_FILES[*]}")" ||
+    fail "$1: sha256sum inside the pod failed"
+  if [ "$got" != "$(expected_digests "$model_dir")" ]; then
+    printf 'expected:\n%s\ngot:\n%s\n' "$(expected_digests "$model_dir")" "$got" >&2
+    fail "$1: file digests differ from what was pushed"
+  fi
+  log "$1: all ${#E2E_MODEL_FILES[@]} files match their sha256"
+}
+
+# check_read_only POD: creating or overwriting a file under the mount fails with EROFS.
+check_read_only() {
+  local out
+  if out="$(k -n "$TEST_NS" exec "$1" -- touch /models/written-by-e2e 2>&1)"; then
+    fail "$1: touch /models/written-by-e2e succeeded on a model volume"
+  fi
+  case "$out" in
+    *"Read-only file system"*) ;;
+    *) fail "$1: touch failed, but not with EROFS: $out" ;;
+  esac
+  if k -n "$TEST_NS" exec "$1" -- sh -c 'echo x > /models/config.json' >/dev/null 2>&1; then
+    fail "$1: overwriting /models/config.json succeeded"
+  fi
+  k -n "$TEST_NS" exec "$1" -- sh -c 'grep " /models " /proc/mounts' | grep -q ' ro[, ]' ||
+    fail "$1: /models is not mounted ro"
+  log "$1: writes refused (read-only file system)"
 }

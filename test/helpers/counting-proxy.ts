@@ -34,9 +34,17 @@ export interface CountingProxy {
 
 const BLOB_PATH = /\/blobs\/(sha256:[0-9a-f]{64})$/;
 
-export async function startCountingProxy(upstream: string, options: { rate?: number } = {}): Promise<CountingProxy> {
+export interface CountingProxyOptions {
+  rate?: number;
+  /** Where to listen (default 127.0.0.1 and a free port). */
+  listenHost?: string;
+  port?: number;
+}
+
+export async function startCountingProxy(upstream: string, options: CountingProxyOptions = {}): Promise<CountingProxy> {
   const sockets = new Set<Socket>();
-  let port = 0; // kept for up(): the registry host stays the same across down()/up()
+  const listenHost = options.listenHost ?? '127.0.0.1';
+  let port = options.port ?? 0; // kept for up(): the registry host stays the same across down()/up()
   const proxy: CountingProxy = {
     host: '',
     url: '',
@@ -61,7 +69,7 @@ export async function startCountingProxy(upstream: string, options: { rate?: num
     up: async () => {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(port, '127.0.0.1', () => {
+        server.listen(port, listenHost, () => {
           server.off('error', reject);
           resolve();
         });
@@ -119,9 +127,9 @@ export async function startCountingProxy(upstream: string, options: { rate?: num
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(port, listenHost, resolve));
   port = (server.address() as AddressInfo).port;
-  proxy.host = `127.0.0.1:${port}`;
+  proxy.host = `${listenHost}:${port}`;
   proxy.url = `http://${proxy.host}`;
   return proxy;
 }
