@@ -33,6 +33,14 @@ RUN npm run build \
 
 # ---- runtime: production dependencies, compiled JS, the CSI proto, mount(8) ---------------
 FROM ${NODE_IMAGE}
+# mount/umount (util-linux) make and remove the read-only bind mounts; ca-certificates is the
+# system trust store (Node uses its bundled roots unless NODE_OPTIONS=--use-openssl-ca, and a
+# registry's own CA comes from the config file's `registries.<host>.ca`).
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mount util-linux ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
+# After the apt layer, so a new commit does not invalidate it.
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="model-csi" \
@@ -41,13 +49,6 @@ LABEL org.opencontainers.image.title="model-csi" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/example/model-csi"
-
-# mount/umount (util-linux) make and remove the read-only bind mounts; ca-certificates is the
-# system trust store (Node uses its bundled roots unless NODE_OPTIONS=--use-openssl-ca, and a
-# registry's own CA comes from the config file's `registries.<host>.ca`).
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mount util-linux ca-certificates \
- && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
 ENV NODE_ENV=production

@@ -231,10 +231,14 @@ log "slow-reader: running, the 64 MiB weight matches its sha256"
 # ---- 6. node plugin restart -------------------------------------------------------------
 old=$(k -n "$RELEASE_NS" get pods -l app.kubernetes.io/component=node -o jsonpath='{.items[0].metadata.name}')
 k -n "$RELEASE_NS" delete pod "$old" --wait --timeout "$TIMEOUT" >/dev/null
-k -n "$RELEASE_NS" rollout status daemonset -l app.kubernetes.io/component=node --timeout "$TIMEOUT" >/dev/null 2>&1 ||
-  k -n "$RELEASE_NS" wait --for=condition=Ready pod -l app.kubernetes.io/component=node --timeout "$TIMEOUT" >/dev/null
-new=$(k -n "$RELEASE_NS" get pods -l app.kubernetes.io/component=node -o jsonpath='{.items[0].metadata.name}')
-[ "$new" != "$old" ] || fail "the node plugin pod was not replaced"
+new=""
+for _ in $(seq 90); do
+  new=$(k -n "$RELEASE_NS" get pods -l app.kubernetes.io/component=node \
+    -o jsonpath='{range .items[?(@.status.containerStatuses[0].ready==true)]}{.metadata.name}{"\n"}{end}' | grep -vx "$old" || true)
+  [ -n "$new" ] && break
+  sleep 1
+done
+[ -n "$new" ] || fail "the DaemonSet did not bring a ready node plugin pod back after $old was deleted"
 for pod in inline-reader pvc-reader-a good-secret; do check_digests "$pod"; done
 check_host_view inline-unmarked
 k -n "$RELEASE_NS" logs "$new" | grep -q 'recovered published volumes' || fail "the new node plugin did not recover the volumes"
