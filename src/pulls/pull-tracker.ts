@@ -56,7 +56,7 @@ export class PullTracker<T> {
 
 /**
  * Wait for a job at most `waitMs`. Past that, a retryable PULL_IN_PROGRESS error whose
- * message is what `kubectl describe pod` shows: `pulling … 41% (12.3 GiB/30.0 GiB)`.
+ * message is what `kubectl describe pod` shows: `pulling … 12.3 GiB of 30.0 GiB (41 percent)`.
  */
 export async function waitForJob<T>(job: PullJob<T>, waitMs: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -80,5 +80,7 @@ export function describeProgress(job: PullJob<unknown>): string {
   const { doneBytes, totalBytes } = job.progress;
   if (totalBytes <= 0) return `pulling ${job.description}: resolving`;
   const percent = Math.min(100, Math.floor((doneBytes / totalBytes) * 100));
-  return `pulling ${job.description} ${percent}% (${formatBytes(doneBytes)}/${formatBytes(totalBytes)})`;
+  // No '%' sign: kubelet passes the message to its event recorder as a format string, so
+  // "41% (" reached `kubectl describe pod` as "41%!((MISSING)" (seen on a real kubelet 1.32).
+  return `pulling ${job.description}: ${formatBytes(doneBytes)} of ${formatBytes(totalBytes)} (${percent} percent)`;
 }

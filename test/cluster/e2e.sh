@@ -138,7 +138,7 @@ EOF
 k -n "$TEST_NS" apply -f "$WORK/slow.yaml" >/dev/null
 (
   while :; do
-    line=$(k -n "$TEST_NS" describe pod slow-reader 2>/dev/null | grep -m1 -o 'pulling .*%.*' || true)
+    line=$(k -n "$TEST_NS" describe pod slow-reader 2>/dev/null | grep -m1 -o 'pulling .* percent).*' || true)
     if [ -n "$line" ]; then
       printf '%s\n' "$line" >"$WORK/progress-line"
       break
@@ -223,6 +223,7 @@ k -n "$TEST_NS" wait --for=condition=Ready pod/slow-reader --timeout 300s >/dev/
 wait "$poller" 2>/dev/null || true
 poller=""
 [ -s "$WORK/progress-line" ] || fail "kubectl describe pod slow-reader never showed the driver's progress"
+grep -q 'MISSING' "$WORK/progress-line" && fail "kubelet mangled the progress message: $(cat "$WORK/progress-line")"
 log "slow-reader was ${phase:-waiting}; describe pod showed: $(cat "$WORK/progress-line")"
 k -n "$TEST_NS" exec slow-reader -- sha256sum /models/model.safetensors | grep -q "$(sha256sum "$WORK/big/model.safetensors" | cut -d' ' -f1)" ||
   fail "slow-reader: the big file's sha256 differs"
@@ -258,7 +259,7 @@ done
 k get pv "$PV" >/dev/null 2>&1 && fail "PV $PV was not deleted"
 log "$before CSI mounts while the pods ran, none after they were deleted; PV $PV deleted"
 release_uninstall
-grep -q "$CLUSTER_KUBELET_DIR/pods/" /proc/self/mountinfo && fail "a mount is left under the pods dir after helm uninstall"
+if grep " $CLUSTER_KUBELET_DIR/pods/" /proc/self/mountinfo; then fail "mounts are left under the pods dir after helm uninstall"; fi
 pgrep -f 'dist/main.js (node|controller)' >/dev/null && fail "a driver process is left after helm uninstall"
 k get csidriver model.csi.example.org >/dev/null 2>&1 && fail "the CSIDriver is left after helm uninstall"
 models=$(find "$RELEASE_CACHE_ROOT/models/sha256" -mindepth 1 -maxdepth 1 -type d | wc -l)

@@ -52,10 +52,12 @@ release_uninstall() {
   kubectl get --raw /readyz >/dev/null 2>&1 || return 0
   helm status "$RELEASE" --namespace "$RELEASE_NS" >/dev/null 2>&1 || return 0
   helm uninstall "$RELEASE" --namespace "$RELEASE_NS" --wait --timeout "$RELEASE_TIMEOUT" >/dev/null
-  # --wait waits for the objects to go, not for their pods' processes: wait for those too.
+  # --wait waits for the workloads to go, not for their pods: wait for those, their
+  # processes and their volume mounts (kubelet tears those down after the containers stop).
+  kubectl -n "$RELEASE_NS" wait --for=delete pod -l "app.kubernetes.io/instance=$RELEASE" --timeout "$RELEASE_TIMEOUT" >/dev/null 2>&1 || true
   local i
   for i in $(seq 60); do
-    pgrep -f 'dist/main.js (node|controller)' >/dev/null || break
+    pgrep -f 'dist/main.js (node|controller)' >/dev/null || grep -q " $CLUSTER_KUBELET_DIR/pods/" /proc/self/mountinfo || break
     sleep 1
   done
   _relog "uninstalled $RELEASE"

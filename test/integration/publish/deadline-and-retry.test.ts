@@ -55,7 +55,7 @@ test('a publish that outlasts publishWaitSeconds answers UNAVAILABLE with progre
   const started = Date.now();
   await assert.rejects(callCsi(stage.clients.node, 'NodePublishVolume', request, 30_000), (err: { code: number; details: string }) => {
     assert.equal(err.code, status.UNAVAILABLE, err.details);
-    assert.match(err.details, /pulling .* \d+% \(/);
+    assert.match(err.details, /pulling .*: .* of .* \(\d+ percent\)/);
     assert.ok(err.details.includes(model.reference), `the message names the reference: ${err.details}`);
     return true;
   });
@@ -65,7 +65,7 @@ test('a publish that outlasts publishWaitSeconds answers UNAVAILABLE with progre
   const messages: string[] = [];
   await publishUntilReady(stage, request, { timeoutMs: 30_000, messages });
   assert.ok(messages.length >= 2, `kubelet-style retries saw the pull in progress (${messages.length} retries)`);
-  const percents = messages.map((m) => Number(/ (\d+)% \(/.exec(m)?.[1] ?? NaN));
+  const percents = messages.map((m) => Number(/\((\d+) percent\)/.exec(m)?.[1] ?? NaN));
   assert.ok(percents.every((p) => Number.isFinite(p)), `every retry shows progress: ${messages.join(' | ')}`);
   assert.ok(percents.every((p, i) => i === 0 || p >= percents[i - 1]!), `progress never goes back: ${percents.join(', ')}`);
   assert.ok(percents.at(-1)! > percents[0]!, `progress advances between retries: ${percents.join(', ')}`);
@@ -107,7 +107,7 @@ test('a call whose gRPC deadline expires does not cancel the pull it started', a
   const messages: string[] = [];
   await publishUntilReady(stage, request, { timeoutMs: 30_000, messages });
   assert.ok(messages.length >= 1, 'the retry found the pull still running and joined it');
-  assert.ok(messages.every((m) => /pulling .* \d+% \(/.test(m)), messages.join(' | '));
+  assert.ok(messages.every((m) => /pulling .*: .* of .* \(\d+ percent\)/.test(m)), messages.join(' | '));
   await assertMountedBytes(path, model);
   assertFetchedOnce(model);
 });

@@ -42,7 +42,7 @@ test('a wait that times out reports progress and leaves the pull running; a retr
   await assert.rejects(waitForJob(job, 20), (err) => {
     assert.ok(isDriverError(err, 'PULL_IN_PROGRESS'));
     assert.equal(err.retryable, true);
-    assert.match(err.message, /^pulling reg\/m:v1 41% \(12\.3 GiB\/30\.0 GiB\)/);
+    assert.match(err.message, /^pulling reg\/m:v1: 12\.3 GiB of 30\.0 GiB \(41 percent\)/);
     return true;
   });
   const retry = tracker.start('k', 'reg/m:v1', async () => 'second run must not happen');
