@@ -262,8 +262,10 @@ release_uninstall
 if grep " $CLUSTER_KUBELET_DIR/pods/" /proc/self/mountinfo; then fail "mounts are left under the pods dir after helm uninstall"; fi
 pgrep -f 'dist/main.js (node|controller)' >/dev/null && fail "a driver process is left after helm uninstall"
 k get csidriver model.csi.example.org >/dev/null 2>&1 && fail "the CSIDriver is left after helm uninstall"
+for digest in "$DIGEST" "$BIG_DIGEST"; do
+  [ -d "$RELEASE_CACHE_ROOT/models/sha256/${digest#sha256:}" ] || fail "the cache lost model $digest at uninstall"
+done
 models=$(find "$RELEASE_CACHE_ROOT/models/sha256" -mindepth 1 -maxdepth 1 -type d | wc -l)
-[ "$models" -ge 3 ] || fail "the cache lost its models at uninstall ($models left)"
 log "helm uninstall: no mount, no driver process, no CSIDriver; the cache keeps $models models"
 k delete namespace "$TEST_NS" --wait=false >/dev/null
 k delete storageclass "$STORAGE_CLASS" >/dev/null
