@@ -32,11 +32,15 @@ export function isLoopbackHost(host: string): boolean {
 export class Transport {
   private readonly agents = new Map<string, Agent>();
   private readonly schemes = new Map<string, 'https' | 'http'>();
+  /** Each configured CA file's PEM, read once here (at start-up): never on the request path. */
+  private readonly caPems: ReadonlyMap<string, string>;
 
   constructor(
     private readonly config: Readonly<ConfigFile>,
     private readonly options: TransportOptions,
-  ) {}
+  ) {
+    this.caPems = loadCaFiles(config);
+  }
 
   /** The config entry for a host, also under Docker Hub's other names. */
   registryConfig(host: string): RegistryConfig | undefined {
@@ -65,16 +69,7 @@ export class Transport {
     const cfg = this.registryConfig(host);
     if (cfg?.insecure) return { rejectUnauthorized: false };
     if (cfg?.ca === undefined) return {};
-    let pem: string;
-    try {
-      pem = readFileSync(cfg.ca, 'utf8');
-    } catch (err) {
-      throw new DriverError(
-        'TLS_FAILURE',
-        `cannot read the CA file ${cfg.ca} configured for registry ${host} (${(err as NodeJS.ErrnoException).code ?? 'error'}): fix registries."${host}".ca in the driver config`,
-        { retryable: false },
-      );
-    }
+    const pem = this.caPems.get(cfg.ca)!;
     // Added to the system roots, not instead of them (a registry may redirect blobs to
     // public object storage).
     return { ca: [...rootCertificates, pem] };
@@ -104,4 +99,30 @@ export class Transport {
     this.agents.clear();
     await Promise.all(agents.map((a) => a.close()));
   }
+}
+
+/**
+ * Read every `registries.<host>.ca` file once. A file that cannot be read or holds no PEM
+ * certificate stops start-up with CONFIG_INVALID naming the key, instead of failing every pull
+ * later as TLS_FAILURE.
+ */
+function loadCaFiles(config: Readonly<ConfigFile>): Map<string, string> {
+  const pems = new Map<string, string>();
+  for (const [host, cfg] of Object.entries(config.registries)) {
+    if (cfg.insecure || cfg.ca === undefined || pems.has(cfg.ca)) continue;
+    let pem: string;
+    try {
+      pem = readFileSync(cfg.ca, 'utf8');
+    } catch (err) {
+      throw new DriverError(
+        'CONFIG_INVALID',
+        `cannot read the CA file ${cfg.ca} of registries."${host}".ca (${(err as NodeJS.ErrnoException).code ?? 'error'}): fix the path in the driver config`,
+      );
+    }
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
+      throw new DriverError('CONFIG_INVALID', `the CA file ${cfg.ca} of registries."${host}".ca holds no PEM certificate`);
+    }
+    pems.set(cfg.ca, pem);
+  }
+  return pems;
 }

@@ -59,6 +59,15 @@ test('bad flag, bad config and unusable roots each give one clear line', async (
   const config = join(work, 'bad.yaml');
   await writeFile(config, 'publishWaitSeconds: lots\n');
   await failsWithOneLine([...nodeArgs('bad'), '--config', config], /config file .*publishWaitSeconds/);
+  // A registry CA file is read once at start-up: a missing or non-PEM one stops it, not every pull later.
+  const missingCa = join(work, 'missing-ca.yaml');
+  await writeFile(missingCa, `registries:\n  registry.example.com:\n    ca: ${join(work, 'no-such-ca.pem')}\n`);
+  await failsWithOneLine([...nodeArgs('bad'), '--config', missingCa], /cannot read the CA file .*no-such-ca\.pem of registries\."registry\.example\.com"\.ca \(ENOENT\)/);
+  const notPem = join(work, 'not-pem.txt');
+  await writeFile(notPem, 'hello\n');
+  const notPemCa = join(work, 'not-pem-ca.yaml');
+  await writeFile(notPemCa, `registries:\n  registry.example.com:\n    ca: ${notPem}\n`);
+  await failsWithOneLine([...nodeArgs('bad'), '--config', notPemCa], /the CA file .*not-pem\.txt of registries\."registry\.example\.com"\.ca holds no PEM certificate/);
   const fileRoot = join(work, 'a-file');
   await writeFile(fileRoot, '');
   await failsWithOneLine(nodeArgs('bad', fileRoot), /cache root .*a-file is unusable: not a directory/);

@@ -46,7 +46,7 @@ test('200 concurrent publishes of 5 models: all mounted byte for byte, each blob
   const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
   assert.equal(failures.length, 0, `publishes failed: ${failures.slice(0, 3).map((f) => (f.reason as Error).message).join(' | ')}`);
   assert.ok(retries.length > 0, 'the pulls outlived the publish wait, so kubelet-style retries must have happened');
-  assert.ok(retries.some((m) => /pulling .*\d+% \(/.test(m)), `a retry message shows progress, got e.g. ${retries[retries.length - 1]}`);
+  assert.ok(retries.some((m) => /pulling .*: .* of .* \(\d+ percent\)/.test(m)), `a retry message shows progress, got e.g. ${retries[retries.length - 1]}`);
 
   for (let i = 0; i < VOLUMES; i++) {
     const path = target(stage, `dedup-${i}`);
