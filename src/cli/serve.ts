@@ -5,6 +5,9 @@ import { ControllerService } from '../controller/controller-service.js';
 import type { CsiHandlers } from '../csi/call-wrapper.js';
 import { startCsiServer } from '../csi/server.js';
 import { createLogger, type Logger } from '../log/logger.js';
+import { NoEventSink, type EventSink } from '../kube/event-sink.js';
+import { KubeEventSink } from '../kube/kube-event-sink.js';
+import { PullEvents } from '../kube/pull-events.js';
 import { startPluginRegistration, type RunningRegistration } from '../kubelet/plugin-registration.js';
 import { startMetricsServer } from '../metrics/http-server.js';
 import { Metrics } from '../metrics/metrics.js';
@@ -102,6 +105,7 @@ async function nodeServices(settings: Settings, metrics: Metrics, logger: Logger
     models,
     tags: new TagCache(root),
     grants: new AccessGrants(root, logger),
+    events: new PullEvents(podEventSink(settings, logger)),
     budget,
     metrics,
     logger,
@@ -117,6 +121,12 @@ async function nodeServices(settings: Settings, metrics: Metrics, logger: Logger
   });
   metrics.cacheBytes.set(await models.usedBytes());
   return { Node: node.handlers() };
+}
+
+/** Events go to the API server when the plugin runs in a pod with a token; otherwise they are off (logged once, at the first). */
+function podEventSink(settings: Settings, logger: Logger): EventSink {
+  const sink = settings.inCluster ? KubeEventSink.inCluster(settings.nodeId, logger) : { unavailable: 'not running in a pod (no KUBERNETES_SERVICE_HOST)' };
+  return 'unavailable' in sink ? new NoEventSink(logger, sink.unavailable) : sink;
 }
 
 function controllerServices(settings: Settings, metrics: Metrics, logger: Logger): Partial<Record<CsiServiceName, CsiHandlers>> {

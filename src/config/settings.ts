@@ -18,6 +18,8 @@ export interface Settings {
   readonly config: Readonly<ConfigFile>;
   /** Serve kubelet's plugin registration API (the node plugin registers itself, no sidecar). */
   readonly registration: Readonly<{ dir: string; kubeletEndpoint: string }> | undefined;
+  /** Running in a pod (KUBERNETES_SERVICE_HOST is set): the API server is reachable for events. */
+  readonly inCluster: boolean;
 }
 
 export const DEFAULT_ROOT = '/var/lib/model-csi';
@@ -90,6 +92,7 @@ export function parseCommandLine(
     configPath,
     config: loadConfigFile(configPath),
     registration: registrationSettings(pick('registration-dir'), pick('kubelet-registration-path'), endpoint),
+    inCluster: (env['KUBERNETES_SERVICE_HOST'] ?? '') !== '',
   };
   if (settings.metricsAddr !== undefined) parseListenAddress(settings.metricsAddr);
 

@@ -1,3 +1,4 @@
+import type { PodRef } from '../kube/event-sink.js';
 import type { Logger } from '../log/logger.js';
 
 /**
@@ -14,6 +15,8 @@ export interface ModelRequest {
   pullPolicy: 'IfNotPresent' | 'Always';
   /** `.dockerconfigjson` payload from the call's secrets, if any. Never logged. */
   dockerConfigJson?: string;
+  /** The pod that asked (kubelet's pod info), told of the pull with events. */
+  pod?: PodRef;
 }
 
 export interface AcquiredModel {

@@ -5,6 +5,7 @@ import type { NodePublishVolumeRequest } from '../csi/types.js';
 import { checkVolumeCapability, requireField } from '../csi/volume-capability.js';
 import { DriverError } from '../errors/driver-error.js';
 import { parseDockerConfig } from '../registry/auth/docker-config.js';
+import type { PodRef } from '../kube/event-sink.js';
 import type { AcquiredModel } from './model-source.js';
 import type { NodeDeps } from './node-deps.js';
 import { publishFingerprint } from './publish-fingerprint.js';
@@ -52,6 +53,7 @@ export async function publishVolume(deps: NodeDeps, request: NodePublishVolumeRe
         exclude: attributes.exclude,
         pullPolicy: attributes.pullPolicy,
         ...(dockerConfigJson === undefined ? {} : { dockerConfigJson }),
+        ...podOf(request.volume_context),
       },
       { waitMs, log: context.log },
     );
@@ -98,6 +100,14 @@ export async function publishVolume(deps: NodeDeps, request: NodePublishVolumeRe
     context.log.info({ target, model: model.modelKey, digest: model.digest, subPath: attributes.subPath }, 'volume published');
     return {};
   });
+}
+
+/** The pod kubelet publishes for (CSIDriver podInfoOnMount), when it said. */
+function podOf(context: Readonly<Record<string, string>> | undefined): { pod?: PodRef } {
+  const namespace = context?.['csi.storage.k8s.io/pod.namespace'];
+  const name = context?.['csi.storage.k8s.io/pod.name'];
+  const uid = context?.['csi.storage.k8s.io/pod.uid'];
+  return namespace && name && uid ? { pod: { namespace, name, uid } } : {};
 }
 
 /**

@@ -7,6 +7,7 @@ import type { RegistryClient, RequestAuth } from '../registry/registry-client.js
 import type { ModelPuller } from '../puller/model-puller.js';
 import type { ModelStore } from '../store/model-store.js';
 import { modelKeyFor } from '../store/model-key.js';
+import type { PullEvents } from '../kube/pull-events.js';
 import { credentialHash, type AccessGrants } from './access-grants.js';
 import type { CacheBudget } from './cache-budget.js';
 import { PullTracker, waitForJob, type PullProgress } from './pull-tracker.js';
@@ -31,6 +32,7 @@ export class PullingModelSource implements ModelSource {
       tags: TagCache;
       budget: CacheBudget;
       grants: AccessGrants;
+      events: PullEvents;
       metrics: Metrics;
       logger: Logger;
     },
@@ -52,16 +54,20 @@ export class PullingModelSource implements ModelSource {
     if (cached) {
       await mayRead();
       this.deps.metrics.cacheHits.inc();
+      this.deps.events.cacheHit(key, request.pod, { reference: request.reference, digest, bytes: cached.sizeBytes });
       log.debug({ model: key }, 'model served from the node cache');
       return cached;
     }
     const running = this.pulls.get(key);
     if (running) {
       await mayRead();
+      this.deps.events.waiting(key, request.pod);
       return waitForJob(running, options.waitMs);
     }
     this.deps.metrics.cacheMisses.inc();
+    this.deps.events.started(key, request.reference);
     const job = this.pulls.start(key, formatReference(reference), (progress) => this.pull(pinned, key, digest, request, caller, progress, log));
+    this.deps.events.waiting(key, request.pod);
     return waitForJob(job, options.waitMs);
   }
 
@@ -129,6 +135,7 @@ export class PullingModelSource implements ModelSource {
       await this.deps.grants.grant(caller.repository, caller.credentials);
       const plan = puller.plan(resolved, request.include, request.exclude);
       progress.totalBytes = plan.totalBytes;
+      this.deps.events.sized(key, plan.totalBytes);
       reservation = await budget.reserve(formatReference(reference), plan.totalBytes);
       log.info({ model: key, totalBytes: plan.totalBytes }, 'pull started');
       const pulled = await puller.pull({
@@ -146,11 +153,13 @@ export class PullingModelSource implements ModelSource {
       metrics.pullSeconds.observe({ result: 'success' }, (Date.now() - started) / 1000);
       metrics.cacheBytes.set(await this.deps.models.usedBytes());
       log.info({ model: key, sizeBytes: pulled.sizeBytes, seconds: (Date.now() - started) / 1000 }, 'pull complete');
+      this.deps.events.pulled(key, { digest, bytes: plan.totalBytes, seconds: (Date.now() - started) / 1000 });
       return { path: pulled.path, digest, modelKey: key, sizeBytes: pulled.sizeBytes };
     } catch (err) {
       metrics.pullSeconds.observe({ result: 'failure' }, (Date.now() - started) / 1000);
       metrics.pullFailures.inc({ reason: (err as { code?: string }).code ?? 'INTERNAL' });
       log.warn({ err, model: key }, 'pull failed');
+      this.deps.events.failed(key, { code: (err as { code?: string }).code ?? 'INTERNAL', message: (err as Error).message });
       throw err;
     } finally {
       reservation?.release();

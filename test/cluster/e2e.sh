@@ -15,9 +15,11 @@
 #   5. a wrong pull secret: the pod's events name the problem; no credential in any event or log;
 #   6. the node plugin pod is deleted while pods use volumes: they keep serving, and unmount
 #      cleanly later;
-#   7. deleting pods unpublishes; `helm uninstall` leaves no mount and no driver process; the
+#   7. events on the pods: Pulling and Pulled (with the manifest digest) once per pull per pod
+#      however often kubelet retried, Pulled for a cache hit, PullFailed with the error code;
+#   8. deleting pods unpublishes; `helm uninstall` leaves no mount and no driver process; the
 #      cache stays.
-# It uninstalls the chart at the end (scenario 7): run up.sh again to install it again.
+# It uninstalls the chart at the end (scenario 8): run up.sh again to install it again.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -126,7 +128,10 @@ head -c $((64 << 20)) /dev/urandom >"$WORK/big/model.safetensors"
 BIG_DIGEST=$(cd "$WORK/big" && oras push --plain-http --artifact-type application/vnd.cncf.model.manifest.v1+json \
   "$REGISTRY/models/e2e-big:v1" model.safetensors:application/vnd.cncf.model.weight.v1.raw |
   sed -n 's/^Digest: *\(sha256:[0-9a-f]\{64\}\).*/\1/p')
-log "pushed $REFERENCE ($DIGEST), $REGISTRY/models/e2e-big:v1 ($BIG_DIGEST), and a private copy on $REGISTRY_AUTH"
+# Not a model: a layer type no model format has (the pull starts, then fails).
+(cd "$WORK/model" && oras push --plain-http --artifact-type application/vnd.example.not-a-model.v1 \
+  "$REGISTRY/models/e2e-unknown:v1" README.md:application/vnd.example.unknown.layer.v1 >/dev/null)
+log "pushed $REFERENCE ($DIGEST), $REGISTRY/models/e2e-big:v1 ($BIG_DIGEST), a private copy on $REGISTRY_AUTH, and a non-model"
 
 # ---- 4 (started first, checked later). slow pull ----------------------------------------
 # The StorageClass-less inline reader, pointed at the throttled registry; its pull outlives the
@@ -229,6 +234,36 @@ k -n "$TEST_NS" exec slow-reader -- sha256sum /models/model.safetensors | grep -
   fail "slow-reader: the big file's sha256 differs"
 log "slow-reader: running, the 64 MiB weight matches its sha256"
 
+# ---- 7. events on the pods --------------------------------------------------------------
+# events POD REASON: the messages of POD's events with REASON, one per line.
+events() {
+  k -n "$TEST_NS" get events --field-selector "involvedObject.name=$1,reason=$2" \
+    -o jsonpath='{range .items[*]}{.message}{"\n"}{end}'
+}
+inline_pod unknown-artifact "$REGISTRY/models/e2e-unknown:v1" | k -n "$TEST_NS" apply -f - >/dev/null
+for pod in inline-reader inline-unmarked slow-reader; do
+  want=$DIGEST
+  [ "$pod" = slow-reader ] && want=$BIG_DIGEST
+  pulled=$(events "$pod" Pulled)
+  [ "$(printf '%s\n' "$pulled" | grep -c .)" -eq 1 ] || fail "$pod: expected one Pulled event, got: $pulled"
+  printf '%s' "$pulled" | grep -qF "$want" || fail "$pod: Pulled does not name $want: $pulled"
+  log "$pod: Pulled: $pulled"
+done
+pulling=$(events slow-reader Pulling)
+retries=$(events slow-reader FailedMount | grep -c . || true)
+[ "$(printf '%s\n' "$pulling" | grep -c .)" -eq 1 ] || fail "slow-reader: expected one Pulling event, got: $pulling"
+[ "$retries" -ge 1 ] || fail "slow-reader: kubelet never retried (no FailedMount), so once-per-pull is not shown"
+log "slow-reader: one Pulling ($pulling) and one Pulled over $retries kubelet retries"
+failed=""
+for _ in $(seq 60); do
+  failed=$(events unknown-artifact PullFailed)
+  [ -n "$failed" ] && break
+  sleep 1
+done
+case "$failed" in *UNSUPPORTED_MEDIA_TYPE*application/vnd.example.unknown.layer.v1*) ;; *) fail "unknown-artifact: no PullFailed naming the media type: $failed" ;; esac
+log "unknown-artifact: PullFailed: $(printf '%s\n' "$failed" | head -n 1)"
+k get events -A -o yaml | grep -qF -e "$WRONG_PASSWORD" -e "$REGISTRY_AUTH_PASSWORD" && fail "a credential appears in an event"
+
 # ---- 6. node plugin restart -------------------------------------------------------------
 old=$(k -n "$RELEASE_NS" get pods -l app.kubernetes.io/component=node -o jsonpath='{.items[0].metadata.name}')
 k -n "$RELEASE_NS" delete pod "$old" --wait --timeout "$TIMEOUT" >/dev/null
@@ -245,7 +280,7 @@ check_host_view inline-unmarked
 k -n "$RELEASE_NS" logs "$new" | grep -q 'recovered published volumes' || fail "the new node plugin did not recover the volumes"
 log "node plugin $old replaced by $new; volumes kept serving"
 
-# ---- 7. clean-up ------------------------------------------------------------------------
+# ---- 8. clean-up ------------------------------------------------------------------------
 before=$(host_csi_mounts | wc -l)
 [ "$before" -ge 7 ] || fail "expected at least 7 CSI mounts on the host while the pods run, counted $before"
 k -n "$TEST_NS" delete pod --all --wait --timeout "$TIMEOUT" >/dev/null

@@ -233,9 +233,10 @@ for (const [label, { args, kubeletDir, cacheRoot }] of Object.entries(renders)) 
       assert.equal(ctl.securityContext?.['readOnlyRootFilesystem'], true);
     });
 
-    test('RBAC: csi-provisioner gets what it needs; the node account gets nothing', () => {
+    test('RBAC: csi-provisioner gets what it needs; the node account may only create and patch events', () => {
       const pod = controllerPod(objects);
-      const role = one(objects, 'ClusterRole') as K8sObject & { rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[] };
+      type Role = K8sObject & { rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[] };
+      const role = one(objects, 'ClusterRole', '-provisioner') as Role;
       const allowed = (group: string, resource: string, verb: string): boolean =>
         role.rules.some((r) => r.apiGroups.includes(group) && r.resources.includes(resource) && r.verbs.includes(verb));
       for (const verb of ['get', 'list', 'watch', 'create', 'delete']) assert.ok(allowed('', 'persistentvolumes', verb), `pv ${verb}`);
@@ -256,11 +257,14 @@ for (const [label, { args, kubeletDir, cacheRoot }] of Object.entries(renders)) 
       assert.equal(leases.metadata.namespace, 'model-csi');
       assert.deepEqual(leases.rules.map((r) => [r.apiGroups, r.resources]), [[['coordination.k8s.io'], ['leases']]]);
 
-      const bindings = objects.filter((o) => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding') as (K8sObject & { subjects: { name: string }[] })[];
-      const bound = new Set(bindings.flatMap((b) => b.subjects.map((s) => s.name)));
-      assert.deepEqual([...bound], [pod.serviceAccountName]);
-      assert.equal(node.automountServiceAccountToken, false);
-      assert.ok(!bound.has(node.serviceAccountName!));
+      const nodeRole = one(objects, 'ClusterRole', '-node') as Role;
+      assert.deepEqual(nodeRole.rules, [{ apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] }]);
+      type Binding = K8sObject & { subjects: { name: string }[]; roleRef: { name: string } };
+      const bindings = objects.filter((o) => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding') as Binding[];
+      const boundTo = (account: string) => bindings.filter((b) => b.subjects.some((s) => s.name === account)).map((b) => b.roleRef.name);
+      assert.deepEqual(new Set(bindings.flatMap((b) => b.subjects.map((s) => s.name))), new Set([pod.serviceAccountName, node.serviceAccountName]));
+      assert.deepEqual(boundTo(node.serviceAccountName!), [nodeRole.metadata.name], 'the node account is bound to the events role only');
+      assert.equal(node.automountServiceAccountToken, true, 'the token for events');
     });
 
     test('images: the driver tag defaults to appVersion; node and controller run the same image', () => {

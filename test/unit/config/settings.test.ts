@@ -101,3 +101,9 @@ test('self-registration with kubelet: off by default; the kubelet path defaults 
     assert.throws(() => parseCommandLine([...argv], {}, 'h'), (err: unknown) => isDriverError(err) && err.code === 'CONFIG_INVALID' && message.test(err.message));
   }
 });
+
+test('inCluster: only where kubelet put KUBERNETES_SERVICE_HOST in the environment (pod events are on only then)', () => {
+  assert.equal(parseCommandLine([], {}, 'h').settings.inCluster, false);
+  assert.equal(parseCommandLine([], { KUBERNETES_SERVICE_HOST: '' }, 'h').settings.inCluster, false);
+  assert.equal(parseCommandLine([], { KUBERNETES_SERVICE_HOST: '10.96.0.1' }, 'h').settings.inCluster, true);
+});

@@ -1,0 +1,64 @@
+import { existsSync } from 'node:fs';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { scrubSecrets } from '../errors/scrub.js';
+import type { Logger } from '../log/logger.js';
+import type { EventSink, PodEvent, PodRef } from './event-sink.js';
+
+const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+
+/** Component name on the events, as `kubectl describe pod` shows it in FROM. */
+const COMPONENT = 'model.csi.example.org';
+
+/**
+ * Core v1 Events on pods through the API server, with the node plugin's service account
+ * (in-cluster config). Fire and forget: a refused or failed create is logged (at most once a
+ * minute, so an API outage does not flood the log) and dropped.
+ */
+export class KubeEventSink implements EventSink {
+  private lastFailureLog = 0;
+
+  private constructor(
+    private readonly api: CoreV1Api,
+    private readonly nodeId: string,
+    private readonly logger: Logger,
+  ) {}
+
+  /**
+   * The sink for a process in a pod (settings.inCluster), or the reason there is none: the
+   * pod's service account token must be mounted (the chart does, for the node plugin).
+   */
+  static inCluster(nodeId: string, logger: Logger): KubeEventSink | { unavailable: string } {
+    if (!existsSync(SERVICE_ACCOUNT_TOKEN)) return { unavailable: `no service account token at ${SERVICE_ACCOUNT_TOKEN}` };
+    const config = new KubeConfig();
+    try {
+      config.loadFromCluster();
+    } catch (err) {
+      return { unavailable: `no in-cluster API server config: ${(err as Error).message}` };
+    }
+    return new KubeEventSink(config.makeApiClient(CoreV1Api), nodeId, logger);
+  }
+
+  emit(pod: PodRef, event: PodEvent): void {
+    const now = new Date();
+    const body = {
+      metadata: { generateName: `${pod.name}.`, namespace: pod.namespace },
+      involvedObject: { apiVersion: 'v1', kind: 'Pod', namespace: pod.namespace, name: pod.name, uid: pod.uid },
+      type: event.type,
+      reason: event.reason,
+      // Messages are built from references, digests and error messages, which never hold a
+      // credential; scrubbed anyway, as everything leaving the driver is.
+      message: scrubSecrets(event.message).slice(0, 1024),
+      source: { component: COMPONENT, host: this.nodeId },
+      reportingComponent: COMPONENT,
+      reportingInstance: this.nodeId,
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1,
+    };
+    this.api.createNamespacedEvent({ namespace: pod.namespace, body }).catch((err: unknown) => {
+      if (Date.now() - this.lastFailureLog < 60_000) return;
+      this.lastFailureLog = Date.now();
+      this.logger.warn({ err: scrubSecrets(String((err as Error).message ?? err)), reason: event.reason, pod: `${pod.namespace}/${pod.name}` }, 'cannot create a pod event');
+    });
+  }
+}
