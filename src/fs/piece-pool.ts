@@ -73,7 +73,7 @@ export class PiecePool {
     return this.arena;
   }
 
-  /** Told each time the arena is created or dropped (hash workers read it: blob-hasher.ts). */
+  /** Told each time the arena is created, grown or dropped (hash workers read it: blob-hasher.ts). */
   onArenaChange(listener: (arena: SharedMemory | undefined) => void): void {
     this.arenaListeners.add(listener);
   }
@@ -149,12 +149,17 @@ export class PiecePool {
       if (!this.arena) {
         if (!WasmMemory) return undefined;
         this.arena = new WasmMemory({ initial: 0, maximum: this.maxPieces * PAGES_PER_PIECE, shared: true });
-        for (const listener of this.arenaListeners) listener(this.arena);
       }
       this.arena.grow(PAGES_PER_PIECE);
     } catch {
       return undefined; // out of address space or memory: fall back
     }
+    // Told after every growth, before the new piece is handed out: another thread's view of a
+    // shared memory may keep the length it had when it got the memory until V8 updates it
+    // later, so a hash worker told only at creation (length 0) could read a piece past the end
+    // of its view ("Invalid typed array length", seen in CI). The memory posted now arrives
+    // with at least this length, and before any update naming the piece.
+    for (const listener of this.arenaListeners) listener(this.arena);
     return this.pieces++;
   }
 

@@ -49,7 +49,7 @@ function hashFilePrefix(hash, path, length) {
 }
 parentPort.on('message', (m) => {
   if (m.op === 'memory') {
-    // The pool made a new arena or dropped an idle one (piece-pool.ts).
+    // The pool made, grew or dropped its arena (piece-pool.ts): this view has its new length.
     memory = m.memory;
     return;
   }
@@ -141,7 +141,7 @@ export class HashWorkers {
     private readonly size: number,
     private readonly pool: PiecePool,
   ) {
-    // Sent before any piece of a new arena can be: pieces are taken after the arena exists.
+    // Sent before any new piece can be: a piece is handed out after the growth that made it.
     pool.onArenaChange((memory) => {
       for (const worker of this.workers) worker.tell({ op: 'memory', memory });
     });

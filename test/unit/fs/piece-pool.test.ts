@@ -96,3 +96,17 @@ test('an arena with every piece back is dropped after the idle delay, and made a
   assert.equal(pool.arenaOffset(piece), undefined, 'a view of the dropped arena is not taken for the new one');
   assert.deepEqual(seen, ['created', 'dropped', 'created']);
 });
+
+test('every growth of the arena is announced before its piece is handed out, at a length that covers it', () => {
+  // Hash workers read pieces through the memory they were last sent; one sent only at creation
+  // (length 0) could be read past its end before V8 updated the worker's view (a CI flake).
+  const pool = new PiecePool(3, 1000);
+  const lengths: number[] = [];
+  pool.onArenaChange((arena) => {
+    if (arena) lengths.push(arena.buffer.byteLength);
+  });
+  const pieces = [pool.take(), pool.take(), pool.take()];
+  assert.deepEqual(lengths, [1, 2, 3].map((n) => n * 4 * 2 ** 20));
+  pool.give(pieces);
+  pool.dropIfIdle();
+});
