@@ -128,10 +128,20 @@ head -c $((64 << 20)) /dev/urandom >"$WORK/big/model.safetensors"
 BIG_DIGEST=$(cd "$WORK/big" && oras push --plain-http --artifact-type application/vnd.cncf.model.manifest.v1+json \
   "$REGISTRY/models/e2e-big:v1" model.safetensors:application/vnd.cncf.model.weight.v1.raw |
   sed -n 's/^Digest: *\(sha256:[0-9a-f]\{64\}\).*/\1/p')
-# Not a model: a layer type no model format has (the pull starts, then fails).
-(cd "$WORK/model" && oras push --plain-http --artifact-type application/vnd.example.not-a-model.v1 \
-  "$REGISTRY/models/e2e-unknown:v1" README.md:application/vnd.example.unknown.layer.v1 >/dev/null)
-log "pushed $REFERENCE ($DIGEST), $REGISTRY/models/e2e-big:v1 ($BIG_DIGEST), a private copy on $REGISTRY_AUTH, and a non-model"
+# Not a model: a Helm chart (its layer has no file name and no model media type), pushed blob
+# by blob so oras adds no title annotation (with one it would be an ORAS file artifact). The
+# pull starts, then fails.
+printf 'not a model' >"$WORK/chart.tgz"
+printf '{}' >"$WORK/chart-config.json"
+oras blob push --plain-http "$REGISTRY/models/e2e-unknown" "$WORK/chart.tgz" >/dev/null
+oras blob push --plain-http "$REGISTRY/models/e2e-unknown" "$WORK/chart-config.json" >/dev/null
+cat >"$WORK/chart-manifest.json" <<EOF
+{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+ "config": {"mediaType": "application/vnd.cncf.helm.config.v1+json", "digest": "sha256:$(sha256sum <"$WORK/chart-config.json" | cut -d' ' -f1)", "size": 2},
+ "layers": [{"mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip", "digest": "sha256:$(sha256sum <"$WORK/chart.tgz" | cut -d' ' -f1)", "size": 11}]}
+EOF
+oras manifest push --plain-http "$REGISTRY/models/e2e-unknown:v1" "$WORK/chart-manifest.json" >/dev/null
+log "pushed $REFERENCE ($DIGEST), $REGISTRY/models/e2e-big:v1 ($BIG_DIGEST), a private copy on $REGISTRY_AUTH, and a Helm chart"
 
 # ---- 4 (started first, checked later). slow pull ----------------------------------------
 # The StorageClass-less inline reader, pointed at the throttled registry; its pull outlives the
@@ -235,9 +245,10 @@ k -n "$TEST_NS" exec slow-reader -- sha256sum /models/model.safetensors | grep -
 log "slow-reader: running, the 64 MiB weight matches its sha256"
 
 # ---- 7. events on the pods --------------------------------------------------------------
-# events POD REASON: the messages of POD's events with REASON, one per line.
+# events POD REASON [SOURCE]: the messages of POD's events with REASON from SOURCE (the driver
+# by default: kubelet's image pulls use the reasons Pulling and Pulled too), one per line.
 events() {
-  k -n "$TEST_NS" get events --field-selector "involvedObject.name=$1,reason=$2" \
+  k -n "$TEST_NS" get events --field-selector "involvedObject.name=$1,reason=$2,source=${3:-model.csi.example.org}" \
     -o jsonpath='{range .items[*]}{.message}{"\n"}{end}'
 }
 inline_pod unknown-artifact "$REGISTRY/models/e2e-unknown:v1" | k -n "$TEST_NS" apply -f - >/dev/null
@@ -250,7 +261,7 @@ for pod in inline-reader inline-unmarked slow-reader; do
   log "$pod: Pulled: $pulled"
 done
 pulling=$(events slow-reader Pulling)
-retries=$(events slow-reader FailedMount | grep -c . || true)
+retries=$(events slow-reader FailedMount kubelet | grep -c . || true)
 [ "$(printf '%s\n' "$pulling" | grep -c .)" -eq 1 ] || fail "slow-reader: expected one Pulling event, got: $pulling"
 [ "$retries" -ge 1 ] || fail "slow-reader: kubelet never retried (no FailedMount), so once-per-pull is not shown"
 log "slow-reader: one Pulling ($pulling) and one Pulled over $retries kubelet retries"
@@ -260,9 +271,10 @@ for _ in $(seq 60); do
   [ -n "$failed" ] && break
   sleep 1
 done
-case "$failed" in *UNSUPPORTED_MEDIA_TYPE*application/vnd.example.unknown.layer.v1*) ;; *) fail "unknown-artifact: no PullFailed naming the media type: $failed" ;; esac
+case "$failed" in *UNSUPPORTED_MEDIA_TYPE*application/vnd.cncf.helm.chart.content.v1.tar+gzip*) ;; *) fail "unknown-artifact: no PullFailed naming the media type: $failed" ;; esac
 log "unknown-artifact: PullFailed: $(printf '%s\n' "$failed" | head -n 1)"
-k get events -A -o yaml | grep -qF -e "$WRONG_PASSWORD" -e "$REGISTRY_AUTH_PASSWORD" && fail "a credential appears in an event"
+# grep without -q reads to the end: with -q, kubectl could die of SIGPIPE and pipefail hide a match.
+k get events -A -o yaml | grep -F -e "$WRONG_PASSWORD" -e "$REGISTRY_AUTH_PASSWORD" >/dev/null && fail "a credential appears in an event"
 
 # ---- 6. node plugin restart -------------------------------------------------------------
 old=$(k -n "$RELEASE_NS" get pods -l app.kubernetes.io/component=node -o jsonpath='{.items[0].metadata.name}')
@@ -277,7 +289,7 @@ done
 [ -n "$new" ] || fail "the DaemonSet did not bring a ready node plugin pod back after $old was deleted"
 for pod in inline-reader pvc-reader-a good-secret; do check_digests "$pod"; done
 check_host_view inline-unmarked
-k -n "$RELEASE_NS" logs "$new" | grep -q 'recovered published volumes' || fail "the new node plugin did not recover the volumes"
+k -n "$RELEASE_NS" logs "$new" | grep 'recovered published volumes' >/dev/null || fail "the new node plugin did not recover the volumes"
 log "node plugin $old replaced by $new; volumes kept serving"
 
 # ---- 8. clean-up ------------------------------------------------------------------------
@@ -286,12 +298,7 @@ before=$(host_csi_mounts | wc -l)
 k -n "$TEST_NS" delete pod --all --wait --timeout "$TIMEOUT" >/dev/null
 left=$(host_csi_mounts | wc -l)
 [ "$left" -eq 0 ] || fail "$left CSI mounts left after the pods were deleted: $(host_csi_mounts)"
-k -n "$TEST_NS" delete pvc model --wait --timeout "$TIMEOUT" >/dev/null
-for _ in $(seq 60); do
-  k get pv "$PV" >/dev/null 2>&1 || break
-  sleep 1
-done
-k get pv "$PV" >/dev/null 2>&1 && fail "PV $PV was not deleted"
+delete_claim model "$PV"
 log "$before CSI mounts while the pods ran, none after they were deleted; PV $PV deleted"
 release_uninstall
 if grep " $CLUSTER_KUBELET_DIR/pods/" /proc/self/mountinfo; then fail "mounts are left under the pods dir after helm uninstall"; fi

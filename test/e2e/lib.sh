@@ -121,3 +121,15 @@ check_read_only() {
     fail "$1: /models is not mounted ro"
   log "$1: writes refused (read-only file system)"
 }
+
+# delete_claim PVC PV: delete the claim and wait until its PV is gone (DeleteVolume, Delete
+# reclaim policy).
+delete_claim() {
+  k -n "$TEST_NS" delete pvc "$1" --wait --timeout "$TIMEOUT" >/dev/null
+  local _
+  for _ in $(seq 60); do
+    k get pv "$2" >/dev/null 2>&1 || return 0
+    sleep 2
+  done
+  fail "PV $2 was not deleted (DeleteVolume)"
+}

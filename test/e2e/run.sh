@@ -199,12 +199,7 @@ for node in "${NODES[@]}"; do total=$((total + $(csi_mounts "$node"))); done
 log "$total CSI mounts while the pods run"
 
 k -n "$TEST_NS" delete pod --all --wait --timeout "$TIMEOUT" >/dev/null
-k -n "$TEST_NS" delete pvc model --wait --timeout "$TIMEOUT" >/dev/null
-for _ in $(seq 60); do
-  k get pv "$PV" >/dev/null 2>&1 || break
-  sleep 2
-done
-k get pv "$PV" >/dev/null 2>&1 && fail "PV $PV was not deleted (DeleteVolume)"
+delete_claim model "$PV"
 helm --kube-context "$CONTEXT" uninstall "$RELEASE" --namespace "$DRIVER_NS" --wait --timeout "$TIMEOUT" >/dev/null
 for node in "${NODES[@]}"; do
   left="$(csi_mounts "$node")"
