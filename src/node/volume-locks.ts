@@ -1,6 +1,7 @@
 /**
- * Per-key mutual exclusion (the key is the target path): calls for the same volume target
- * run one after another, calls for different targets in parallel. No global lock.
+ * Per-key mutual exclusion: calls for the same key run one after another, calls for different
+ * keys in parallel. No global lock. Keys: a volume target (node service), a content hash
+ * (ModelStore's file sharing).
  */
 export class KeyedLocks {
   private readonly tails = new Map<string, Promise<unknown>>();

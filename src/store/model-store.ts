@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, copyFile, link, lstat, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fsyncDirectory, writeFileAtomic } from '../fs/atomic-write.js';
 import { diskUsage } from '../fs/disk-usage.js';
 import type { Logger } from '../log/logger.js';
+import { KeyedLocks } from '../node/volume-locks.js';
 import type { ContentStore } from './content-store.js';
 import { isSha256Hex } from './digest.js';
 import { assertModelKey, keyToFileName } from './model-key.js';
@@ -55,6 +56,8 @@ export class ModelStore {
   readonly modelsDir: string;
   readonly tmpDir: string;
   readonly filesDir: string;
+  /** Per content hash: sharing one file's bytes between models is decided one at a time. */
+  private readonly shareLocks = new KeyedLocks();
   readonly stateDir: string;
   private readonly activeTemps = new Set<string>();
 
@@ -209,22 +212,31 @@ export class ModelStore {
   }
 
   /**
-   * Put a verified blob's bytes at `dest` (a path inside a temp dir): a hardlink when the
-   * blob's mode is the one wanted, else (or across filesystems) a copy.
+   * Put a verified blob's bytes at `dest` (a path inside a temp dir): a hardlink of the shared
+   * copy of that content (`files/sha256/<hex>`, offered by a tar layer) when there is one, else
+   * of the blob itself, when the mode is the one wanted; otherwise (or across filesystems) a
+   * copy. Under the same per-content lock as `shareFile`, so a raw layer and a tar entry with the
+   * same bytes, pulled at once, end up as one inode whichever lands first.
    */
-  async linkBlob(blobPath: string, dest: string, mode: number): Promise<'linked' | 'copied'> {
-    const blob = await stat(blobPath);
-    if ((blob.mode & 0o7777) === mode) {
-      try {
-        await link(blobPath, dest);
-        return 'linked';
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+  linkBlob(blobPath: string, dest: string, mode: number): Promise<'linked' | 'copied'> {
+    const hex = basename(blobPath);
+    return this.shareLocks.run(hex, async () => {
+      for (const candidate of [join(this.filesDir, hex), blobPath]) {
+        const info = await stat(candidate).catch(() => undefined);
+        if (info === undefined || (info.mode & 0o7777) !== mode) continue;
+        try {
+          await link(candidate, dest);
+          return 'linked';
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'EXDEV') break;
+          if (code !== 'ENOENT' || candidate === blobPath) throw err;
+        }
       }
-    }
-    await copyFile(blobPath, dest, 0);
-    await chmod(dest, mode);
-    return 'copied';
+      await copyFile(blobPath, dest, 0);
+      await chmod(dest, mode);
+      return 'copied';
+    });
   }
 
   /**
@@ -232,34 +244,36 @@ export class ModelStore {
    * with identical files of other models: replace it with a link to an existing copy, or
    * offer it as the shared copy for the next model. Only links inodes of the same mode.
    */
-  async shareFile(path: string, hex: string, mode: number): Promise<'shared' | 'offered' | 'kept'> {
-    for (const candidate of [join(this.filesDir, hex), join(this.content.blobsDir, hex)]) {
-      let info;
-      try {
-        info = await stat(candidate);
-      } catch {
-        continue;
+  shareFile(path: string, hex: string, mode: number): Promise<'shared' | 'offered' | 'kept'> {
+    return this.shareLocks.run(hex, async () => {
+      for (const candidate of [join(this.filesDir, hex), join(this.content.blobsDir, hex)]) {
+        let info;
+        try {
+          info = await stat(candidate);
+        } catch {
+          continue;
+        }
+        if ((info.mode & 0o7777) !== mode) continue;
+        const linkName = `${path}.${randomBytes(4).toString('hex')}.link`;
+        try {
+          await link(candidate, linkName);
+          await rename(linkName, path);
+          return 'shared';
+        } catch (err) {
+          await rm(linkName, { force: true });
+          if ((err as NodeJS.ErrnoException).code === 'EXDEV') return 'kept';
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        }
       }
-      if ((info.mode & 0o7777) !== mode) continue;
-      const linkName = `${path}.${randomBytes(4).toString('hex')}.link`;
       try {
-        await link(candidate, linkName);
-        await rename(linkName, path);
-        return 'shared';
+        await link(path, join(this.filesDir, hex));
+        return 'offered';
       } catch (err) {
-        await rm(linkName, { force: true });
-        if ((err as NodeJS.ErrnoException).code === 'EXDEV') return 'kept';
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST' || code === 'EXDEV') return 'kept';
+        throw err;
       }
-    }
-    try {
-      await link(path, join(this.filesDir, hex));
-      return 'offered';
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST' || code === 'EXDEV') return 'kept';
-      throw err;
-    }
+    });
   }
 
   /** One cached model, or undefined when it is not (completely) there. */

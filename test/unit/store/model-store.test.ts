@@ -122,3 +122,20 @@ describe('ModelStore', () => {
     assert.deepEqual(await readdir(join(root, 'tmp')), []);
   });
 });
+
+test('a raw layer placed after a tar entry offered the same bytes links that shared copy: one inode either way', async () => {
+  const { content, models } = await open('share-order');
+  const bytes = randomBytes(5000);
+  const hex = createHash('sha256').update(bytes).digest('hex');
+  const temp = join(models.tmpDir, 'share-order-model');
+  await mkdir(temp, { recursive: true });
+  // The tar entry lands first (its blob is not in blobs/ yet): it offers its file as the shared copy.
+  const fromTar = join(temp, 'in-tar.bin');
+  await writeFile(fromTar, bytes, { mode: 0o444 });
+  assert.equal(await models.shareFile(fromTar, hex, 0o444), 'offered');
+  // Then the raw layer's blob is verified and placed.
+  const blob = await addBlob(content, bytes);
+  const raw = join(temp, 'raw.bin');
+  assert.equal(await models.linkBlob(blob.path, raw, (await stat(blob.path)).mode & 0o7777), 'linked');
+  assert.equal((await stat(raw)).ino, (await stat(fromTar)).ino, 'the raw file is the shared copy, not a second inode');
+});
