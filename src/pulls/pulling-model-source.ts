@@ -152,14 +152,16 @@ export class PullingModelSource implements ModelSource {
       });
       metrics.pullSeconds.observe({ result: 'success' }, (Date.now() - started) / 1000);
       metrics.cacheBytes.set(await this.deps.models.usedBytes());
-      log.info({ model: key, sizeBytes: pulled.sizeBytes, seconds: (Date.now() - started) / 1000 }, 'pull complete');
-      this.deps.events.pulled(key, { digest, bytes: plan.totalBytes, seconds: (Date.now() - started) / 1000 });
+      const seconds = (Date.now() - started) / 1000;
+      log.info({ model: key, sizeBytes: pulled.sizeBytes, seconds }, 'pull complete');
+      this.deps.events.pulled(key, { digest, bytes: plan.totalBytes, seconds });
       return { path: pulled.path, digest, modelKey: key, sizeBytes: pulled.sizeBytes };
     } catch (err) {
       metrics.pullSeconds.observe({ result: 'failure' }, (Date.now() - started) / 1000);
-      metrics.pullFailures.inc({ reason: (err as { code?: string }).code ?? 'INTERNAL' });
+      const code = (err as { code?: string }).code ?? 'INTERNAL';
+      metrics.pullFailures.inc({ reason: code });
       log.warn({ err, model: key }, 'pull failed');
-      this.deps.events.failed(key, { code: (err as { code?: string }).code ?? 'INTERNAL', message: (err as Error).message });
+      this.deps.events.failed(key, { code, message: (err as Error).message });
       throw err;
     } finally {
       reservation?.release();

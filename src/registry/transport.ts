@@ -32,14 +32,14 @@ export function isLoopbackHost(host: string): boolean {
 export class Transport {
   private readonly agents = new Map<string, Agent>();
   private readonly schemes = new Map<string, 'https' | 'http'>();
-  /** Each configured CA file's PEM, read once here (at start-up): never on the request path. */
-  private readonly caPems: ReadonlyMap<string, string>;
+  /** Per configured CA file, the system roots plus its PEM: read and built once here (at start-up), never on the request path. */
+  private readonly caBundles: ReadonlyMap<string, string[]>;
 
   constructor(
     private readonly config: Readonly<ConfigFile>,
     private readonly options: TransportOptions,
   ) {
-    this.caPems = loadCaFiles(config);
+    this.caBundles = loadCaFiles(config);
   }
 
   /** The config entry for a host, also under Docker Hub's other names. */
@@ -69,10 +69,7 @@ export class Transport {
     const cfg = this.registryConfig(host);
     if (cfg?.insecure) return { rejectUnauthorized: false };
     if (cfg?.ca === undefined) return {};
-    const pem = this.caPems.get(cfg.ca)!;
-    // Added to the system roots, not instead of them (a registry may redirect blobs to
-    // public object storage).
-    return { ca: [...rootCertificates, pem] };
+    return { ca: this.caBundles.get(cfg.ca)! };
   }
 
   /** The dispatcher for a URL's host, with that host's TLS settings. */
@@ -106,10 +103,10 @@ export class Transport {
  * certificate stops start-up with CONFIG_INVALID naming the key, instead of failing every pull
  * later as TLS_FAILURE.
  */
-function loadCaFiles(config: Readonly<ConfigFile>): Map<string, string> {
-  const pems = new Map<string, string>();
+function loadCaFiles(config: Readonly<ConfigFile>): Map<string, string[]> {
+  const bundles = new Map<string, string[]>();
   for (const [host, cfg] of Object.entries(config.registries)) {
-    if (cfg.insecure || cfg.ca === undefined || pems.has(cfg.ca)) continue;
+    if (cfg.insecure || cfg.ca === undefined || bundles.has(cfg.ca)) continue;
     let pem: string;
     try {
       pem = readFileSync(cfg.ca, 'utf8');
@@ -122,7 +119,9 @@ function loadCaFiles(config: Readonly<ConfigFile>): Map<string, string> {
     if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
       throw new DriverError('CONFIG_INVALID', `the CA file ${cfg.ca} of registries."${host}".ca holds no PEM certificate`);
     }
-    pems.set(cfg.ca, pem);
+    // Added to the system roots, not instead of them (a registry may redirect blobs to
+    // public object storage).
+    bundles.set(cfg.ca, [...rootCertificates, pem]);
   }
-  return pems;
+  return bundles;
 }
