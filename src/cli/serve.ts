@@ -6,7 +6,12 @@ import type { CsiHandlers } from '../csi/call-wrapper.js';
 import { startCsiServer } from '../csi/server.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { NoEventSink, type EventSink } from '../kube/event-sink.js';
+import { apiServerConfig } from '../kube/api-server.js';
 import { KubeEventSink } from '../kube/kube-event-sink.js';
+import { ModelCacheApi } from '../kube/model-cache-api.js';
+import { startModelCacheWarming } from '../kube/model-cache-node.js';
+import { startModelCacheSummaries } from '../kube/model-cache-summaries.js';
+import { ModelCacheWarmer } from '../kube/model-cache-warmer.js';
 import { PullEvents } from '../kube/pull-events.js';
 import { startPluginRegistration, type RunningRegistration } from '../kubelet/plugin-registration.js';
 import { startMetricsServer } from '../metrics/http-server.js';
@@ -23,7 +28,9 @@ import { CacheBudget } from '../pulls/cache-budget.js';
 import { PullingModelSource } from '../pulls/pulling-model-source.js';
 import { RegistryModelResolver } from '../pulls/registry-model-resolver.js';
 import { TagCache } from '../pulls/tag-cache.js';
+import { formatReference, parseReference } from '../registry/reference.js';
 import { RegistryClient } from '../registry/registry-client.js';
+import { DRIVER_NAME } from './package-info.js';
 import { openCache } from '../store/open-cache.js';
 
 /** In-flight calls get this long to finish after SIGTERM before they are cut. */
@@ -45,9 +52,11 @@ export function serveCommand(mode: 'node' | 'controller'): (argv: string[]) => P
     const metrics = new Metrics();
     if (mode === 'node') await prepareCacheRoot(settings.root);
 
+    const kube = apiServerConfig(settings);
+    const stops: Array<() => void> = [];
     const services = {
-      ...(mode === 'node' ? await nodeServices(settings, metrics, logger) : {}),
-      ...(withController ? controllerServices(settings, metrics, logger) : {}),
+      ...(mode === 'node' ? await nodeServices(settings, kube, stops, metrics, logger) : {}),
+      ...(withController ? controllerServices(settings, kube, stops, metrics, logger) : {}),
     };
     const ready = mode === 'node' ? () => cacheRootUsable(settings.root) : async () => true;
     let registration: RunningRegistration | undefined;
@@ -75,6 +84,7 @@ export function serveCommand(mode: 'node' | 'controller'): (argv: string[]) => P
       process.once('SIGINT', resolve);
     });
     logger.info({ signal }, 'shutting down: no new calls, waiting for running ones');
+    for (const stop of stops) stop();
     await registration?.stop();
     await csi.shutdown(SHUTDOWN_GRACE_MS);
     if (metricsServer) await new Promise((resolve) => metricsServer.server.close(resolve));
@@ -84,18 +94,21 @@ export function serveCommand(mode: 'node' | 'controller'): (argv: string[]) => P
   };
 }
 
-async function nodeServices(settings: Settings, metrics: Metrics, logger: Logger): Promise<Partial<Record<CsiServiceName, CsiHandlers>>> {
+type ApiServer = ReturnType<typeof apiServerConfig>;
+
+async function nodeServices(settings: Settings, kube: ApiServer, stops: Array<() => void>, metrics: Metrics, logger: Logger): Promise<Partial<Record<CsiServiceName, CsiHandlers>>> {
   const { config, root } = settings;
   const { content, models } = await openCache(root, { logger, directWrites: config.directWrites });
   const client = new RegistryClient({ config, logger, metrics });
   const puller = new ModelPuller({ client, store: content, models, config, logger, metrics });
-  // Never evict what a volume mounts or a pull is writing. `node` is assigned below; the
-  // budget only asks once a pull starts, after start-up.
+  // Never evict what a volume mounts, a pull is writing or a ModelCache pins. `node` and
+  // `warmer` are assigned below; the budget only asks once a pull starts, after start-up.
   let node: NodeService | undefined;
+  let warmer: ModelCacheWarmer | undefined;
   const budget: CacheBudget = new CacheBudget({
     budget: config.cacheBudget,
     store: models,
-    pinned: (): Set<string> => new Set([...(node?.inUseModelKeys() ?? []), ...source.pullingKeys()]),
+    pinned: (): Set<string> => new Set([...(node?.inUseModelKeys() ?? []), ...source.pullingKeys(), ...(warmer?.pinnedKeys() ?? [])]),
     metrics,
     logger,
   });
@@ -105,7 +118,7 @@ async function nodeServices(settings: Settings, metrics: Metrics, logger: Logger
     models,
     tags: new TagCache(root),
     grants: new AccessGrants(root, logger),
-    events: new PullEvents(podEventSink(settings, logger)),
+    events: new PullEvents(podEventSink(settings, kube, logger)),
     budget,
     metrics,
     logger,
@@ -120,16 +133,33 @@ async function nodeServices(settings: Settings, metrics: Metrics, logger: Logger
     publishWaitMs: config.publishWaitSeconds * 1000,
   });
   metrics.cacheBytes.set(await models.usedBytes());
+  if (settings.config.modelCache.enabled && !('unavailable' in kube)) {
+    const api = new ModelCacheApi(kube, logger);
+    const nodeName = settings.nodeId;
+    warmer = new ModelCacheWarmer({
+      nodeName,
+      source,
+      // The tracker names a job by the reference it pulls: the same string for a warm and a pod.
+      progressOf: (reference) => source.pulls.list().find((job) => job.description === formatReference(parseReference(reference)))?.progress,
+      api: { pullSecret: (ref) => api.pullSecret(ref), applyNodeStatus: (cache, entry) => api.applyNodeStatus(cache, nodeName, entry) },
+      logger,
+    });
+    stops.push(startModelCacheWarming({ api, warmer, nodeName, logger }).stop);
+  } else {
+    logger.info({ reason: 'unavailable' in kube ? kube.unavailable : 'modelCache.enabled is false' }, 'ModelCache warming is off');
+  }
   return { Node: node.handlers() };
 }
 
-/** Events go to the API server when the plugin runs in a pod with a token; otherwise they are off (logged once, at the first). */
-function podEventSink(settings: Settings, logger: Logger): EventSink {
-  const sink = settings.inCluster ? KubeEventSink.inCluster(settings.nodeId, logger) : { unavailable: 'not running in a pod (no KUBERNETES_SERVICE_HOST)' };
-  return 'unavailable' in sink ? new NoEventSink(logger, sink.unavailable) : sink;
+/** Events go to the API server when the plugin can reach it; otherwise they are off (logged once, at the first). */
+function podEventSink(settings: Settings, kube: ApiServer, logger: Logger): EventSink {
+  return 'unavailable' in kube ? new NoEventSink(logger, kube.unavailable) : new KubeEventSink(kube, settings.nodeId, logger);
 }
 
-function controllerServices(settings: Settings, metrics: Metrics, logger: Logger): Partial<Record<CsiServiceName, CsiHandlers>> {
+function controllerServices(settings: Settings, kube: ApiServer, stops: Array<() => void>, metrics: Metrics, logger: Logger): Partial<Record<CsiServiceName, CsiHandlers>> {
   const client = new RegistryClient({ config: settings.config, logger, metrics });
+  if (settings.config.modelCache.enabled && !('unavailable' in kube)) {
+    stops.push(startModelCacheSummaries({ api: new ModelCacheApi(kube, logger), driverName: DRIVER_NAME, logger }).stop);
+  }
   return { Controller: new ControllerService(new RegistryModelResolver(client)).handlers() };
 }

@@ -46,6 +46,11 @@ export const configFileSchema = z
      */
     publishWaitSeconds: z.number().min(0).max(110).default(60),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+    /**
+     * ModelCache resources (kube/model-cache*.ts): node plugins warm and pin what selects their
+     * node, the controller keeps the summaries. Needs the API server; off: neither watches.
+     */
+    modelCache: z.object({ enabled: z.boolean().default(true) }).strict().default({}),
   })
   .strict();
 

@@ -20,6 +20,8 @@ export interface Settings {
   readonly registration: Readonly<{ dir: string; kubeletEndpoint: string }> | undefined;
   /** Running in a pod (KUBERNETES_SERVICE_HOST is set): the API server is reachable for events. */
   readonly inCluster: boolean;
+  /** A kubeconfig file for the API server when not in a pod (a plugin run by hand, tests). */
+  readonly kubeconfig: string | undefined;
 }
 
 export const DEFAULT_ROOT = '/var/lib/model-csi';
@@ -34,6 +36,7 @@ const FLAGS = {
   'metrics-addr': 'MODEL_CSI_METRICS_ADDR',
   'registration-dir': 'MODEL_CSI_REGISTRATION_DIR',
   'kubelet-registration-path': 'MODEL_CSI_KUBELET_REGISTRATION_PATH',
+  kubeconfig: 'KUBECONFIG',
 } as const;
 
 export interface ParsedCommandLine {
@@ -67,6 +70,7 @@ export function parseCommandLine(
         'metrics-addr': { type: 'string' },
         'registration-dir': { type: 'string' },
         'kubelet-registration-path': { type: 'string' },
+        kubeconfig: { type: 'string' },
         ...extraFlags,
       },
     });
@@ -93,6 +97,7 @@ export function parseCommandLine(
     config: loadConfigFile(configPath),
     registration: registrationSettings(pick('registration-dir'), pick('kubelet-registration-path'), endpoint),
     inCluster: (env['KUBERNETES_SERVICE_HOST'] ?? '') !== '',
+    kubeconfig: pick('kubeconfig'),
   };
   if (settings.metricsAddr !== undefined) parseListenAddress(settings.metricsAddr);
 

@@ -24,3 +24,8 @@ export const GrpcStatus = {
 } as const;
 
 export type GrpcStatusCode = (typeof GrpcStatus)[keyof typeof GrpcStatus];
+
+/** `RESOURCE_EXHAUSTED` for 8: the name users see in status messages (ModelCache). */
+export function grpcStatusName(code: GrpcStatusCode): string {
+  return Object.entries(GrpcStatus).find(([, value]) => value === code)?.[0] ?? String(code);
+}

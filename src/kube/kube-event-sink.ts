@@ -1,10 +1,7 @@
-import { existsSync } from 'node:fs';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { scrubSecrets } from '../errors/scrub.js';
 import type { Logger } from '../log/logger.js';
 import type { EventSink, PodEvent, PodRef } from './event-sink.js';
-
-const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 
 /** Component name on the events, as `kubectl describe pod` shows it in FROM. */
 const COMPONENT = 'model.csi.example.org';
@@ -17,25 +14,15 @@ const COMPONENT = 'model.csi.example.org';
 export class KubeEventSink implements EventSink {
   private lastFailureLog = 0;
 
-  private constructor(
-    private readonly api: CoreV1Api,
+  private readonly api: CoreV1Api;
+
+  /** `config` from apiServerConfig (api-server.ts). */
+  constructor(
+    config: KubeConfig,
     private readonly nodeId: string,
     private readonly logger: Logger,
-  ) {}
-
-  /**
-   * The sink for a process in a pod (settings.inCluster), or the reason there is none: the
-   * pod's service account token must be mounted (the chart does, for the node plugin).
-   */
-  static inCluster(nodeId: string, logger: Logger): KubeEventSink | { unavailable: string } {
-    if (!existsSync(SERVICE_ACCOUNT_TOKEN)) return { unavailable: `no service account token at ${SERVICE_ACCOUNT_TOKEN}` };
-    const config = new KubeConfig();
-    try {
-      config.loadFromCluster();
-    } catch (err) {
-      return { unavailable: `no in-cluster API server config: ${(err as Error).message}` };
-    }
-    return new KubeEventSink(config.makeApiClient(CoreV1Api), nodeId, logger);
+  ) {
+    this.api = config.makeApiClient(CoreV1Api);
   }
 
   emit(pod: PodRef, event: PodEvent): void {
