@@ -15,5 +15,6 @@ trap down EXIT
 "$ROOT/test/cluster/up.sh" | tee /dev/stderr >"${TMPDIR:-/tmp}/model-csi-cluster-up.out"
 up_done=$SECONDS
 eval "$(grep -E '^(KUBECONFIG|REGISTRY|TEST_IMAGE)=' "${TMPDIR:-/tmp}/model-csi-cluster-up.out" | sed 's/^/export /')"
+"$ROOT/test/cluster/e2e-model-cache.sh"
 "$ROOT/test/cluster/e2e.sh"
 echo "cluster e2e: up $((up_done - started)) s, scenarios $((SECONDS - up_done)) s"

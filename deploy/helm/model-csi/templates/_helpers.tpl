@@ -74,7 +74,7 @@ referenced by path (dockerConfig), never inlined. A registry's relative `ca` nam
 customCA and becomes its mounted path.
 */}}
 {{- define "model-csi.configFile" -}}
-{{- $config := dict "maxConcurrentDownloads" .Values.maxConcurrentDownloads "directWrites" .Values.directWrites "publishWaitSeconds" .Values.publishWaitSeconds "logLevel" .Values.logLevel -}}
+{{- $config := dict "maxConcurrentDownloads" .Values.maxConcurrentDownloads "directWrites" .Values.directWrites "publishWaitSeconds" .Values.publishWaitSeconds "logLevel" .Values.logLevel "modelCache" (dict "enabled" .Values.modelCache.enabled) -}}
 {{- if .Values.cacheBudget }}
 {{- $_ := set $config "cacheBudget" .Values.cacheBudget }}
 {{- end }}
