@@ -233,7 +233,7 @@ for (const [label, { args, kubeletDir, cacheRoot }] of Object.entries(renders)) 
       assert.equal(ctl.securityContext?.['readOnlyRootFilesystem'], true);
     });
 
-    test('RBAC: csi-provisioner gets what it needs; the node account may only create and patch events', () => {
+    test('RBAC: csi-provisioner gets what it needs; the node account may create and patch events and do its ModelCache part, nothing else', () => {
       const pod = controllerPod(objects);
       type Role = K8sObject & { rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[] };
       const role = one(objects, 'ClusterRole', '-provisioner') as Role;
@@ -258,12 +258,27 @@ for (const [label, { args, kubeletDir, cacheRoot }] of Object.entries(renders)) 
       assert.deepEqual(leases.rules.map((r) => [r.apiGroups, r.resources]), [[['coordination.k8s.io'], ['leases']]]);
 
       const nodeRole = one(objects, 'ClusterRole', '-node') as Role;
-      assert.deepEqual(nodeRole.rules, [{ apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] }]);
+      assert.deepEqual(nodeRole.rules, [
+        { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
+        // modelCache.enabled (the default): watch caches, write own status entry, own labels, named Secrets only
+        { apiGroups: ['model.csi.example.org'], resources: ['modelcaches'], verbs: ['get', 'list', 'watch'] },
+        { apiGroups: ['model.csi.example.org'], resources: ['modelcaches/status'], verbs: ['patch'] },
+        { apiGroups: [''], resources: ['nodes'], verbs: ['get'] },
+        { apiGroups: [''], resources: ['secrets'], verbs: ['get'] },
+      ]);
+      const summaryRole = one(objects, 'ClusterRole', '-modelcache-summary') as Role;
+      assert.deepEqual(summaryRole.rules, [
+        { apiGroups: ['model.csi.example.org'], resources: ['modelcaches'], verbs: ['get', 'list', 'watch'] },
+        { apiGroups: ['model.csi.example.org'], resources: ['modelcaches/status'], verbs: ['patch'] },
+        { apiGroups: ['storage.k8s.io'], resources: ['csinodes'], verbs: ['list'] },
+        { apiGroups: [''], resources: ['nodes'], verbs: ['list'] },
+      ]);
       type Binding = K8sObject & { subjects: { name: string }[]; roleRef: { name: string } };
       const bindings = objects.filter((o) => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding') as Binding[];
       const boundTo = (account: string) => bindings.filter((b) => b.subjects.some((s) => s.name === account)).map((b) => b.roleRef.name);
       assert.deepEqual(new Set(bindings.flatMap((b) => b.subjects.map((s) => s.name))), new Set([pod.serviceAccountName, node.serviceAccountName]));
-      assert.deepEqual(boundTo(node.serviceAccountName!), [nodeRole.metadata.name], 'the node account is bound to the events role only');
+      assert.deepEqual(boundTo(node.serviceAccountName!), [nodeRole.metadata.name], 'the node account is bound to its own role only');
+      assert.ok(boundTo(pod.serviceAccountName!).includes(summaryRole.metadata.name), 'the controller account keeps the summaries');
       assert.equal(node.automountServiceAccountToken, true, 'the token for events');
     });
 
@@ -321,6 +336,44 @@ describe('values-driven objects', () => {
       const auth = pod.volumes.find((v) => v.secret?.secretName === 'team-registry');
       assert.ok(auth, 'the existing Secret is a volume');
     }
+  });
+
+  test('modelCache.enabled=false: the config says so and no RBAC for it is made (events stay)', () => {
+    const objects = render(['--set', 'modelCache.enabled=false']);
+    type Role = K8sObject & { rules: { resources: string[] }[] };
+    assert.deepEqual((one(objects, 'ClusterRole', '-node') as Role).rules.map((r) => r.resources), [['events']]);
+    assert.equal(objects.filter((o) => o.metadata.name.endsWith('-modelcache-summary')).length, 0);
+    const configMap = one(objects, 'ConfigMap', '-config') as K8sObject & { data: Record<string, string> };
+    assert.deepEqual(configFileSchema.parse(parseYaml(configMap.data['config.yaml']!)).modelCache, { enabled: false });
+  });
+
+  test('the ModelCache CRD: cluster-scoped v1alpha1 with a status subresource, READY/DIGEST/AGE columns, the node map-list, and a spec schema without open ends', () => {
+    const crd = parseYaml(readFileSync(`${CHART}/crds/modelcaches.yaml`, 'utf8')) as {
+      spec: { group: string; scope: string; names: { kind: string; plural: string }; versions: Array<{ name: string; subresources: unknown; additionalPrinterColumns: { name: string; jsonPath: string }[]; schema: { openAPIV3Schema: Schema } }> };
+    };
+    type Schema = { type?: string; properties?: Record<string, Schema>; items?: Schema; additionalProperties?: unknown; 'x-kubernetes-preserve-unknown-fields'?: boolean; 'x-kubernetes-list-type'?: string; 'x-kubernetes-list-map-keys'?: string[]; required?: string[] };
+    assert.equal(crd.spec.group, 'model.csi.example.org');
+    assert.equal(crd.spec.scope, 'Cluster');
+    assert.equal(crd.spec.names.kind, 'ModelCache');
+    const [version] = crd.spec.versions;
+    assert.equal(version!.name, 'v1alpha1');
+    assert.deepEqual(version!.subresources, { status: {} });
+    const columns = Object.fromEntries(version!.additionalPrinterColumns.map((c) => [c.name, c.jsonPath]));
+    assert.equal(columns['Ready'], '.status.ready');
+    assert.equal(columns['Digest'], '.status.digest');
+    assert.equal(columns['Age'], '.metadata.creationTimestamp');
+    const root = version!.schema.openAPIV3Schema;
+    const spec = root.properties!['spec']!;
+    assert.deepEqual(Object.keys(spec.properties!).sort(), ['exclude', 'include', 'nodeSelector', 'pin', 'pullSecretRef', 'reference', 'refreshInterval']);
+    assert.deepEqual(spec.required, ['reference']);
+    // Typos are refused only where nothing preserves unknown fields (structural pruning + kubectl's strict validation).
+    const open = (schema: Schema, path: string): string[] =>
+      [schema['x-kubernetes-preserve-unknown-fields'] ? [path] : [], ...Object.entries(schema.properties ?? {}).map(([k, v]) => open(v, `${path}.${k}`)), schema.items ? open(schema.items, `${path}[]`) : []].flat();
+    assert.deepEqual(open(root, ''), []);
+    const nodes = root.properties!['status']!.properties!['nodes']!;
+    assert.equal(nodes['x-kubernetes-list-type'], 'map', 'a map-list: each node applies its own entry');
+    assert.deepEqual(nodes['x-kubernetes-list-map-keys'], ['node']);
+    assert.deepEqual(Object.keys(nodes.items!.properties!).sort(), ['bytes', 'digest', 'lastTransitionTime', 'message', 'node', 'phase', 'progress']);
   });
 
   test('hostNetwork switches the DNS policy so cluster names still resolve', () => {
