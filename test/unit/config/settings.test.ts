@@ -107,3 +107,9 @@ test('inCluster: only where kubelet put KUBERNETES_SERVICE_HOST in the environme
   assert.equal(parseCommandLine([], { KUBERNETES_SERVICE_HOST: '' }, 'h').settings.inCluster, false);
   assert.equal(parseCommandLine([], { KUBERNETES_SERVICE_HOST: '10.96.0.1' }, 'h').settings.inCluster, true);
 });
+
+test('--kubeconfig, with KUBECONFIG as its env twin: the API server for a plugin outside a pod', () => {
+  assert.equal(parseCommandLine([], {}, 'h').settings.kubeconfig, undefined);
+  assert.equal(parseCommandLine([], { KUBECONFIG: '/etc/kube/admin.conf' }, 'h').settings.kubeconfig, '/etc/kube/admin.conf');
+  assert.equal(parseCommandLine(['--kubeconfig', '/k.conf'], { KUBECONFIG: '/etc/kube/admin.conf' }, 'h').settings.kubeconfig, '/k.conf');
+});
