@@ -17,9 +17,4 @@ export class KeyedLocks {
       if (this.tails.get(key) === tail) this.tails.delete(key);
     }
   }
-
-  /** Keys with a call running or queued (for tests and debugging). */
-  busyKeys(): string[] {
-    return [...this.tails.keys()];
-  }
 }

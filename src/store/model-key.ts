@@ -30,13 +30,8 @@ export function assertModelKey(key: string): void {
   }
 }
 
-/** `sha256/<hex>-<sel>` ↔ `sha256_<hex>-<sel>`: state files live in one flat directory. */
+/** `sha256/<hex>-<sel>` → `sha256_<hex>-<sel>`: state files live in one flat directory. */
 export function keyToFileName(key: string): string {
   assertModelKey(key);
   return key.replace('/', '_');
-}
-
-export function fileNameToKey(name: string): string | undefined {
-  const key = name.replace(/\.json$/, '').replace('_', '/');
-  return MODEL_KEY.test(key) ? key : undefined;
 }

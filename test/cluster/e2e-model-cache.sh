@@ -115,12 +115,12 @@ manifest_blobs() {
   oras manifest fetch --plain-http "$1" | grep -oE 'sha256:[0-9a-f]{64}' | sort -u
 }
 
+k get crd modelcaches.model.csi.example.org >/dev/null || fail "the chart did not install the ModelCache CRD"
 k delete namespace "$TEST_NS" --ignore-not-found --wait --timeout "$TIMEOUT" >/dev/null
 k create namespace "$TEST_NS" >/dev/null
 k delete modelcaches --all >/dev/null
 
 # ---- 1. the schema refuses typos ----------------------------------------------------------
-k get crd modelcaches.model.csi.example.org >/dev/null || fail "the chart did not install the ModelCache CRD"
 if out=$(printf 'apiVersion: model.csi.example.org/v1alpha1\nkind: ModelCache\nmetadata:\n  name: typo\nspec:\n  refrence: %s/models/x:v1\n' "$REGISTRY" | k apply -f - 2>&1); then
   fail "a ModelCache with spec.refrence was accepted: $out"
 fi
