@@ -23,6 +23,12 @@ import {
   type Summary,
 } from './model-cache.js';
 
+/** Which cache a status write is about: the name, and the uid of the object that was seen. */
+export interface CacheRef {
+  name: string;
+  uid?: string | undefined;
+}
+
 /** A watch that failed (API server restarting, CRD not installed yet) starts again after this. */
 const REWATCH_MS = 10_000;
 
@@ -110,26 +116,33 @@ export class ModelCacheApi {
     return Buffer.from(data, 'base64').toString('utf8');
   }
 
-  /** This node's entry of `status.nodes`, or (undefined) none: the apply drops what it no longer names. */
-  applyNodeStatus(cacheName: string, nodeName: string, entry: NodeStatus | undefined): Promise<void> {
-    return this.applyStatus(cacheName, `model-csi-node/${nodeName}`.slice(0, 128), { nodes: entry ? [entry] : [] });
+  /**
+   * This node's entry of `status.nodes`, or (undefined) none: the apply drops what it no
+   * longer names. `cache` is the object the entry is about: its uid makes the write a
+   * precondition, so a report about a deleted cache never lands on a new one of the same name.
+   */
+  applyNodeStatus(cache: CacheRef, nodeName: string, entry: NodeStatus | undefined): Promise<void> {
+    return this.applyStatus(cache, `model-csi-node/${nodeName}`.slice(0, 128), { nodes: entry ? [entry] : [] });
   }
 
-  applySummary(cacheName: string, summary: Summary): Promise<void> {
+  applySummary(cache: CacheRef, summary: Summary): Promise<void> {
     const { ready, readyNodes, selectedNodes, digest } = summary;
-    return this.applyStatus(cacheName, 'model-csi-controller', { ready, readyNodes, selectedNodes, ...(digest === undefined ? {} : { digest }) });
+    return this.applyStatus(cache, 'model-csi-controller', { ready, readyNodes, selectedNodes, ...(digest === undefined ? {} : { digest }) });
   }
 
-  private async applyStatus(name: string, fieldManager: string, status: object): Promise<void> {
-    const body = { apiVersion: `${MODEL_CACHE_GROUP}/${MODEL_CACHE_VERSION}`, kind: MODEL_CACHE_KIND, metadata: { name }, status };
+  private async applyStatus({ name, uid }: CacheRef, fieldManager: string, status: object): Promise<void> {
+    const metadata = uid === undefined ? { name } : { name, uid };
+    const body = { apiVersion: `${MODEL_CACHE_GROUP}/${MODEL_CACHE_VERSION}`, kind: MODEL_CACHE_KIND, metadata, status };
     try {
       await this.custom.patchClusterCustomObjectStatus(
         { group: MODEL_CACHE_GROUP, version: MODEL_CACHE_VERSION, plural: MODEL_CACHE_PLURAL, name, body, fieldManager, force: true },
         setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
       );
     } catch (err) {
-      // Deleted meanwhile: nothing left to report on.
-      if ((err as { code?: number }).code === 404) return;
+      // Deleted meanwhile (404), or replaced by a new object of the same name (409, uid
+      // precondition): nothing left to report on; the new object gets its own reports.
+      const code = (err as { code?: number }).code;
+      if (code === 404 || code === 409) return;
       throw err;
     }
   }

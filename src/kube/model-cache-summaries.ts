@@ -30,7 +30,7 @@ export function startModelCacheSummaries(options: { api: ModelCacheApi; driverNa
       const nodes = await api.pluginNodes(driverName);
       for (const cache of caches) {
         const summary = summarize(cache, nodes);
-        if (!summaryCurrent(cache, summary)) await api.applySummary(cache.metadata.name, summary);
+        if (!summaryCurrent(cache, summary)) await api.applySummary(cache.metadata, summary);
       }
       lastError = '';
     } catch (err) {

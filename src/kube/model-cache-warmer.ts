@@ -10,8 +10,8 @@ import { percent, refreshSeconds, selectsNode, warmKey, type ModelCache, type No
 export interface WarmerApi {
   /** The `.dockerconfigjson` of a `kubernetes.io/dockerconfigjson` Secret. */
   pullSecret(ref: { name: string; namespace: string }): Promise<string>;
-  /** This node's entry in `status.nodes` (server-side apply, one field manager per node); undefined removes it. */
-  applyNodeStatus(cacheName: string, entry: NodeStatus | undefined): Promise<void>;
+  /** This node's entry in `status.nodes` of the cache with this name and uid (server-side apply, one field manager per node); undefined removes it. */
+  applyNodeStatus(cache: { name: string; uid?: string | undefined }, entry: NodeStatus | undefined): Promise<void>;
 }
 
 export interface WarmerOptions {
@@ -65,7 +65,7 @@ export class ModelCacheWarmer {
       // Still there but no longer selecting this node: take our entry out of its status.
       // (A deleted cache takes its status with it.)
       const stillExists = caches.some((other) => other.metadata.name === name && other.metadata.uid === warm.uid);
-      if (stillExists && !cache) this.write(name, undefined);
+      if (stillExists && !cache) this.write(name, warm.uid, undefined);
     }
     for (const [name, cache] of wanted) if (!this.warms.has(name)) this.start(cache);
   }
@@ -167,13 +167,13 @@ export class ModelCacheWarmer {
     };
     if (last && JSON.stringify(last) === JSON.stringify(entry)) return;
     warm.last = entry;
-    if (!warm.abort.signal.aborted) this.write(name, entry);
+    if (!warm.abort.signal.aborted) this.write(name, warm.uid, entry);
   }
 
-  private write(name: string, entry: NodeStatus | undefined): void {
+  private write(name: string, uid: string | undefined, entry: NodeStatus | undefined): void {
     const previous = this.writes.get(name) ?? Promise.resolve();
     const next = previous.then(() =>
-      this.options.api.applyNodeStatus(name, entry).catch((err: unknown) => {
+      this.options.api.applyNodeStatus({ name, uid }, entry).catch((err: unknown) => {
         this.options.logger.warn({ modelCache: name, err: scrubSecrets(String((err as Error).message ?? err)) }, 'cannot write the ModelCache status');
       }),
     );

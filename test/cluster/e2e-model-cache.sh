@@ -136,7 +136,7 @@ model_cache warm "$WARM_REF" "  nodeSelector:
     kubernetes.io/hostname: $CLUSTER_NODE_NAME"
 wait_entry warm "$CLUSTER_NODE_NAME" Ready >/dev/null
 k wait --for=jsonpath='{.status.ready}'=1/1 modelcache/warm --timeout "$TIMEOUT" >/dev/null
-[ "$(k get modelcache warm -o jsonpath='{.status.digest}')" = "$WARM_DIGEST" ] || fail "warm: status.digest is not $WARM_DIGEST"
+k wait --for=jsonpath='{.status.digest}'="$WARM_DIGEST" modelcache/warm --timeout "$TIMEOUT" >/dev/null
 warmed_gets=$(blob_gets "${WARM_BLOBS[@]}")
 [ "$warmed_gets" -gt 0 ] || fail "warm: Ready, but the registry logged no blob GET for it"
 log "warm: Ready on $CLUSTER_NODE_NAME with $WARM_DIGEST after $warmed_gets blob GETs; kubectl get modelcaches:"

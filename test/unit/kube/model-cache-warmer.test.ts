@@ -37,9 +37,11 @@ class RecordingApi implements WarmerApi {
     if (secret === undefined) throw new DriverError('INVALID_SECRET', `cannot read Secret ${ref.namespace}/${ref.name}`);
     return secret;
   }
-  async applyNodeStatus(cache: string, entry: NodeStatus | undefined): Promise<void> {
+  readonly uids: Array<string | undefined> = [];
+  async applyNodeStatus(cache: { name: string; uid?: string | undefined }, entry: NodeStatus | undefined): Promise<void> {
     await sleep(Math.random() * 3); // writes must land in order whatever each one takes
-    this.writes.push({ cache, entry });
+    this.writes.push({ cache: cache.name, entry });
+    this.uids.push(cache.uid);
   }
   phases(cache: string): string[] {
     return this.writes.filter((w) => w.cache === cache).map((w) => w.entry?.phase ?? 'removed');
@@ -83,6 +85,7 @@ test('a cache that selects this node is pulled and reported Pulling (with progre
   assert.equal(ready.progress, '100%');
   assert.match(ready.lastTransitionTime, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
   assert.deepEqual(api.phases('b'), [], 'b selects other nodes');
+  assert.ok(api.uids.every((uid) => uid === 'uid-a'), 'every write names the object it is about (a uid precondition)');
   assert.ok(source.requests.every((r) => r.reference === 'reg/a:v1' && r.pod === undefined), 'no pod: no pod events');
   w.stop();
 });
