@@ -44,8 +44,8 @@ interface Warm {
  * The node side of ModelCache: for every cache that selects this node, keep its model in the
  * node cache, pinned if asked, and report this node's entry. Pulls go through the same
  * ModelSource as NodePublishVolume, so a pod published meanwhile joins the warm's pull (and a
- * warm joins a pod's). A tag is resolved again every `refreshInterval`; a moved tag is pulled
- * and the new digest replaces the old one (and its pin) once it is ready.
+ * warm joins a pod's). The tag is resolved at start and again every `refreshInterval`; a moved
+ * tag is pulled and the new digest replaces the old one (and its pin) once it is ready.
  */
 export class ModelCacheWarmer {
   private readonly warms = new Map<string, Warm>();
@@ -94,16 +94,14 @@ export class ModelCacheWarmer {
     const log = this.options.logger.child({ modelCache: name, reference: cache.spec.reference });
     const refreshMs = this.options.refreshMs?.(cache.spec) ?? refreshSeconds(cache.spec) * 1000;
     let retryMs = this.options.retryMs ?? 15_000;
-    let pullPolicy: ModelRequest['pullPolicy'] = 'IfNotPresent';
     while (!signal.aborted) {
       let waitMs = refreshMs;
       try {
-        const { model, note } = await this.warmOnce(cache, warm, pullPolicy, log);
+        const { model, note } = await this.warmOnce(cache, warm, log);
         warm.modelKey = model.modelKey;
         const message = [warm.pin ? 'cached and pinned' : 'cached', note].filter(Boolean).join('; ');
         this.report(name, warm, 'Ready', { digest: model.digest, bytes: model.sizeBytes, progress: '100%', message });
         retryMs = this.options.retryMs ?? 15_000;
-        pullPolicy = 'Always';
       } catch (err) {
         if (signal.aborted) break;
         log.warn({ err: scrubSecrets((err as Error).message) }, 'ModelCache warm failed');
@@ -116,25 +114,32 @@ export class ModelCacheWarmer {
   }
 
   /**
-   * One pass: the model present (pulled now, joined, or cached). A refresh (`Always`) that
-   * cannot reach the registry falls back to what the node holds, so a registry outage does
-   * not turn a warm node Failed.
+   * One pass: the model the reference names now, present (pulled now, joined, or cached).
+   * The tag is always resolved at the registry (`Always`): a warm is for what the tag points
+   * to, not for what this node saw last. When the registry cannot be reached (a retryable
+   * failure), what the node holds for the tag serves (`IfNotPresent`), so an outage does not
+   * turn a warm node Failed.
    */
-  private async warmOnce(cache: ModelCache, warm: Warm, pullPolicy: ModelRequest['pullPolicy'], log: Logger): Promise<{ model: AcquiredModel; note?: string }> {
+  private async warmOnce(cache: ModelCache, warm: Warm, log: Logger): Promise<{ model: AcquiredModel; note?: string }> {
     const { spec } = cache;
     const request: ModelRequest = {
       reference: spec.reference,
       include: spec.include ?? [],
       exclude: spec.exclude ?? [],
-      pullPolicy,
+      pullPolicy: 'Always',
       ...(spec.pullSecretRef ? { dockerConfigJson: await this.options.api.pullSecret(spec.pullSecretRef) } : {}),
     };
     try {
       return { model: await this.acquire(cache.metadata.name, warm, request, log) };
     } catch (err) {
-      if (pullPolicy !== 'Always' || !warm.modelKey || !isDriverError(err) || !err.retryable) throw err;
-      const model = await this.acquire(cache.metadata.name, warm, { ...request, pullPolicy: 'IfNotPresent' }, log);
-      return { model, note: `refreshing the tag failed (${failureMessage(err)}); serving the digest cached here` };
+      if (!isDriverError(err) || !err.retryable || isDriverError(err, 'PULL_IN_PROGRESS')) throw err;
+      let model: AcquiredModel;
+      try {
+        model = await this.acquire(cache.metadata.name, warm, { ...request, pullPolicy: 'IfNotPresent' }, log);
+      } catch {
+        throw err; // nothing here for the tag either: the registry's failure is the reason
+      }
+      return { model, note: `resolving the tag failed (${failureMessage(err)}); serving the digest this node holds for it` };
     }
   }
 

@@ -165,18 +165,30 @@ test('an edit that changes the work restarts the warm; a re-list with the same s
   w.stop();
 });
 
-test('refresh: a tag is resolved again (Always); a registry outage then keeps the node Ready on the digest it holds', async () => {
+test('the tag is resolved at the registry at start and every refresh (Always); an outage then keeps the node Ready on the digest it holds', async () => {
   const outage = new DriverError('REGISTRY_UNAVAILABLE', 'reg is not answering', { retryable: true });
   const source = new ScriptedSource({ 'reg/a:v1': [model('k1'), outage, model('k1')] });
   const api = new RecordingApi();
   const w = new ModelCacheWarmer({ nodeName: 'node-a', source, api, logger, pollMs: 1, retryMs: 5, refreshMs: () => 10, progressOf: () => undefined });
   w.sync([modelCache('a')], node);
-  await until(() => /refreshing the tag failed/.test(api.last('a')?.message ?? ''), 'Ready with a note');
+  await until(() => /resolving the tag failed/.test(api.last('a')?.message ?? ''), 'Ready with a note');
   assert.deepEqual(
     source.requests.slice(0, 3).map((r) => r.pullPolicy),
-    ['IfNotPresent', 'Always', 'IfNotPresent'],
+    ['Always', 'Always', 'IfNotPresent'],
+    'not what this node saw last: what the tag names now',
   );
   assert.equal(api.last('a')!.phase, 'Ready');
   assert.ok(!api.phases('a').includes('Failed'));
+  w.stop();
+});
+
+test('an outage with nothing on the node for the tag is Failed with the registry\'s reason (not the fallback\'s)', async () => {
+  const outage = new DriverError('REGISTRY_UNAVAILABLE', 'reg is not answering', { retryable: true });
+  const source = new ScriptedSource({ 'reg/a:v1': [outage, new DriverError('MANIFEST_NOT_FOUND', 'no tag in the node cache')] });
+  const api = new RecordingApi();
+  const w = warmer(source, api);
+  w.sync([modelCache('a')], node);
+  await until(() => api.last('a')?.phase === 'Failed', 'Failed');
+  assert.match(api.last('a')!.message!, /^UNAVAILABLE \(REGISTRY_UNAVAILABLE\): reg is not answering/);
   w.stop();
 });
