@@ -28,7 +28,7 @@ export class KubeEventSink implements EventSink {
   emit(pod: PodRef, event: PodEvent): void {
     const now = new Date();
     const body = {
-      metadata: { generateName: `${pod.name}.`, namespace: pod.namespace },
+      metadata: { name: eventName(pod.name), namespace: pod.namespace },
       involvedObject: { apiVersion: 'v1', kind: 'Pod', namespace: pod.namespace, name: pod.name, uid: pod.uid },
       type: event.type,
       reason: event.reason,
@@ -48,4 +48,18 @@ export class KubeEventSink implements EventSink {
       this.logger.warn({ err: scrubSecrets(String((err as Error).message ?? err)), reason: event.reason, pod: `${pod.namespace}/${pod.name}` }, 'cannot create a pod event');
     });
   }
+}
+
+let lastNanos = 0n;
+
+/**
+ * `<pod>.<hex nanoseconds>`, as kubelet's recorder names events. Timestamps on core v1 events
+ * have whole seconds, so a Pulling and a Pulled of a small model tie; `kubectl describe pod`
+ * lists them in name order then, and hex nanoseconds (16 digits until the year 2262, and
+ * strictly increasing in this process) make name order the order they happened in.
+ */
+export function eventName(podName: string): string {
+  const wall = BigInt(Date.now()) * 1_000_000n + (process.hrtime.bigint() % 1_000_000n);
+  lastNanos = wall > lastNanos ? wall : lastNanos + 1n;
+  return `${podName}.${lastNanos.toString(16)}`;
 }

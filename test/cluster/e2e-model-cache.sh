@@ -35,6 +35,8 @@ REGISTRY_AUTH_PASSWORD=$(cat "$REGISTRY_DIR/auth-password")
 SECOND_NODE=model-csi-e2e-second-node
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/model-csi-cache-e2e.XXXXXX")"
 SECOND_ROOT=$WORK/second-root
+# Tags of this run only: the node cache outlives a run and remembers what a tag named (IfNotPresent).
+RUN=$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')
 started=$SECONDS
 
 log() { printf 'e2e-cache: [%3ds] %s\n' "$((SECONDS - started))" "$*"; }
@@ -129,9 +131,9 @@ log "typo refused at apply time: $(printf '%s' "$out" | head -n 1)"
 
 # ---- 2. warm, then mount with no blob fetched -----------------------------------------------
 make_model "$WORK/warm"
-WARM_REF="$REGISTRY_SLOW/models/e2e-warm:v1"
-WARM_DIGEST=$(push_model "$WORK/warm" "$REGISTRY/models/e2e-warm:v1" oras)
-mapfile -t WARM_BLOBS < <(manifest_blobs "$REGISTRY/models/e2e-warm:v1")
+WARM_REF="$REGISTRY_SLOW/models/e2e-warm:v1-$RUN"
+WARM_DIGEST=$(push_model "$WORK/warm" "$REGISTRY/models/e2e-warm:v1-$RUN" oras)
+mapfile -t WARM_BLOBS < <(manifest_blobs "$REGISTRY/models/e2e-warm:v1-$RUN")
 model_cache warm "$WARM_REF" "  nodeSelector:
     kubernetes.io/hostname: $CLUSTER_NODE_NAME"
 wait_entry warm "$CLUSTER_NODE_NAME" Ready >/dev/null
@@ -153,8 +155,8 @@ k -n "$TEST_NS" describe pod warm-reader | grep -E 'model.csi.example.org|Pulled
 
 # ---- 3. a pod's own pull: Pulling, then Pulled with the digest, in that order ------------
 make_model "$WORK/fresh"
-FRESH_DIGEST=$(push_model "$WORK/fresh" "$REGISTRY/models/e2e-fresh:v1" oras)
-sed -e "s|__BUSYBOX__|$TEST_IMAGE|g" -e "s|__REFERENCE__|$REGISTRY/models/e2e-fresh:v1|g" -e 's|imagePullPolicy: IfNotPresent|imagePullPolicy: Never|' \
+FRESH_DIGEST=$(push_model "$WORK/fresh" "$REGISTRY/models/e2e-fresh:v1-$RUN" oras)
+sed -e "s|__BUSYBOX__|$TEST_IMAGE|g" -e "s|__REFERENCE__|$REGISTRY/models/e2e-fresh:v1-$RUN|g" -e 's|imagePullPolicy: IfNotPresent|imagePullPolicy: Never|' \
   -e 's|name: inline-reader|name: fresh-reader|' "$ROOT/test/e2e/manifests/inline-pod.yaml" | k -n "$TEST_NS" apply -f - >/dev/null
 k -n "$TEST_NS" wait --for=condition=Ready pod/fresh-reader --timeout "$TIMEOUT" >/dev/null
 k -n "$TEST_NS" describe pod fresh-reader >"$WORK/fresh.describe"
@@ -165,17 +167,17 @@ log "fresh-reader: kubectl describe pod (driver events):"
 grep -E '^ +Type|model.csi.example.org' "$WORK/fresh.describe"
 
 # ---- 4. failures with the reason; a pull secret that works ------------------------------
-model_cache missing-tag "$REGISTRY/models/e2e-warm:no-such-tag"
+model_cache missing-tag "$REGISTRY/models/e2e-warm:no-such-tag-$RUN"
 line=$(wait_entry missing-tag "$CLUSTER_NODE_NAME" Failed 'NOT_FOUND \(MANIFEST_NOT_FOUND\)')
 log "missing tag: Failed: $(printf '%s' "$line" | cut -f4)"
 oras_auth() { oras "$1" -u "$REGISTRY_AUTH_USER" -p "$REGISTRY_AUTH_PASSWORD" "${@:2}"; }
-push_model "$WORK/warm" "$REGISTRY_AUTH/models/e2e-private:v1" oras_auth >/dev/null
-model_cache refused "$REGISTRY_AUTH/models/e2e-private:v1"
+push_model "$WORK/warm" "$REGISTRY_AUTH/models/e2e-private:v1-$RUN" oras_auth >/dev/null
+model_cache refused "$REGISTRY_AUTH/models/e2e-private:v1-$RUN"
 line=$(wait_entry refused "$CLUSTER_NODE_NAME" Failed 'PERMISSION_DENIED \(REGISTRY_UNAUTHORIZED\)')
 log "refusing registry: Failed: $(printf '%s' "$line" | cut -f4)"
 k -n "$TEST_NS" create secret docker-registry cache-creds --docker-server="$REGISTRY_AUTH" \
   --docker-username="$REGISTRY_AUTH_USER" --docker-password="$REGISTRY_AUTH_PASSWORD" >/dev/null
-model_cache refused "$REGISTRY_AUTH/models/e2e-private:v1" "  pullSecretRef: {name: cache-creds, namespace: $TEST_NS}"
+model_cache refused "$REGISTRY_AUTH/models/e2e-private:v1-$RUN" "  pullSecretRef: {name: cache-creds, namespace: $TEST_NS}"
 wait_entry refused "$CLUSTER_NODE_NAME" Ready >/dev/null
 object=$(k get modelcache refused -o yaml)
 case "$object" in *"$REGISTRY_AUTH_PASSWORD"*) fail "the password is in the ModelCache" ;; esac
@@ -188,11 +190,13 @@ cacheBudget: 2560Ki
 logLevel: debug
 registries:
   "$REGISTRY": {insecure: true}
+  "$REGISTRY_SLOW": {insecure: true}
+  "$REGISTRY_AUTH": {insecure: true}
 EOF
 (cd "$ROOT" && exec node --import tsx src/main.ts node --node-id "$SECOND_NODE" --root "$SECOND_ROOT" \
   --endpoint "unix://$WORK/second.sock" --config "$WORK/second.yaml" --kubeconfig "$KUBECONFIG") >"$WORK/second.log" 2>&1 &
 second_pid=$!
-model_cache shared "$REGISTRY/models/e2e-fresh:v1"
+model_cache shared "$REGISTRY/models/e2e-fresh:v1-$RUN"
 wait_entry shared "$CLUSTER_NODE_NAME" Ready >/dev/null
 wait_entry shared "$SECOND_NODE" Ready >/dev/null
 for node in "$CLUSTER_NODE_NAME" "$SECOND_NODE"; do
@@ -210,16 +214,16 @@ entries shared
 k delete modelcache shared warm missing-tag refused >/dev/null
 for m in pinned u1 u2 u3; do
   make_model "$WORK/$m"
-  push_model "$WORK/$m" "$REGISTRY/models/e2e-$m:v1" oras >/dev/null
+  push_model "$WORK/$m" "$REGISTRY/models/e2e-$m:v1-$RUN" oras >/dev/null
 done
 second_models() { find "$SECOND_ROOT/models/sha256" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
-pinned_digest=$(oras manifest fetch --plain-http --descriptor "$REGISTRY/models/e2e-pinned:v1" | grep -oE 'sha256:[0-9a-f]{64}' | head -n 1)
+pinned_digest=$(oras manifest fetch --plain-http --descriptor "$REGISTRY/models/e2e-pinned:v1-$RUN" | grep -oE 'sha256:[0-9a-f]{64}' | head -n 1)
 pinned_dir="$SECOND_ROOT/models/sha256/${pinned_digest#sha256:}"
-model_cache pinned "$REGISTRY/models/e2e-pinned:v1" "  pin: true
+model_cache pinned "$REGISTRY/models/e2e-pinned:v1-$RUN" "  pin: true
   refreshInterval: 1h"
 wait_entry pinned "$SECOND_NODE" Ready 'pinned' >/dev/null
 for m in u1 u2 u3; do
-  model_cache "$m" "$REGISTRY/models/e2e-$m:v1" "  refreshInterval: 1h"
+  model_cache "$m" "$REGISTRY/models/e2e-$m:v1-$RUN" "  refreshInterval: 1h"
   wait_entry "$m" "$SECOND_NODE" Ready >/dev/null
 done
 [ -d "$pinned_dir" ] || fail "the pinned model was evicted from the second plugin's cache"
@@ -228,14 +232,14 @@ evictions=$(grep -c 'evicting least recently used model' "$WORK/second.log" || t
 log "pressure: $evictions unpinned models evicted on $SECOND_NODE, the pinned one stayed ($(second_models) models in its cache)"
 mkdir -p "$WORK/big-pin"
 head -c $((2 << 20)) /dev/urandom >"$WORK/big-pin/model.safetensors"
-(cd "$WORK/big-pin" && oras push --plain-http "$REGISTRY/models/e2e-big-pin:v1" model.safetensors:application/vnd.cncf.model.weight.v1.raw >/dev/null)
-model_cache big-pin "$REGISTRY/models/e2e-big-pin:v1" "  pin: true
+(cd "$WORK/big-pin" && oras push --plain-http "$REGISTRY/models/e2e-big-pin:v1-$RUN" model.safetensors:application/vnd.cncf.model.weight.v1.raw >/dev/null)
+model_cache big-pin "$REGISTRY/models/e2e-big-pin:v1-$RUN" "  pin: true
   refreshInterval: 1h"
 line=$(wait_entry big-pin "$SECOND_NODE" Failed 'RESOURCE_EXHAUSTED \(NO_SPACE\)')
 [ -d "$pinned_dir" ] || fail "a pin that could not fit evicted the pinned model"
 log "big-pin: Failed: $(printf '%s' "$line" | cut -f4)"
 k delete modelcache pinned big-pin >/dev/null
-model_cache u5 "$REGISTRY/models/e2e-u1:v1" "  refreshInterval: 1h"
+model_cache u5 "$REGISTRY/models/e2e-u1:v1-$RUN" "  refreshInterval: 1h"
 wait_entry u5 "$SECOND_NODE" Ready >/dev/null
 for _ in $(seq 40); do [ -d "$pinned_dir" ] || break; sleep 0.5; done
 [ ! -d "$pinned_dir" ] || fail "the model of the deleted (unpinned) cache was never evicted"
