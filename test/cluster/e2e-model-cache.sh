@@ -239,8 +239,12 @@ line=$(wait_entry big-pin "$SECOND_NODE" Failed 'RESOURCE_EXHAUSTED \(NO_SPACE\)
 [ -d "$pinned_dir" ] || fail "a pin that could not fit evicted the pinned model"
 log "big-pin: Failed: $(printf '%s' "$line" | cut -f4)"
 k delete modelcache pinned big-pin >/dev/null
+# u1 and u2 were evicted: two more caches of them need 2.1 MiB beside the 1 MiB the deleted pin
+# left; the oldest unused model, that one, must go.
 model_cache u5 "$REGISTRY/models/e2e-u1:v1-$RUN" "  refreshInterval: 1h"
 wait_entry u5 "$SECOND_NODE" Ready >/dev/null
+model_cache u6 "$REGISTRY/models/e2e-u2:v1-$RUN" "  refreshInterval: 1h"
+wait_entry u6 "$SECOND_NODE" Ready >/dev/null
 for _ in $(seq 40); do [ -d "$pinned_dir" ] || break; sleep 0.5; done
 [ ! -d "$pinned_dir" ] || fail "the model of the deleted (unpinned) cache was never evicted"
 log "pinned deleted: its model was evicted under the next pressure"
