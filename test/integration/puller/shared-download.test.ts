@@ -19,6 +19,7 @@ import { RegistryClient } from '../../../src/registry/registry-client.js';
 import { openCache } from '../../../src/store/open-cache.js';
 import { pushModelPack } from '../../helpers/artifacts.js';
 import { startCountingProxy, type CountingProxy } from '../../helpers/counting-proxy.js';
+import { deferred } from '../../helpers/deferred.js';
 import { startRegistry, type TestRegistry } from '../../helpers/registry.js';
 
 /** Several 4 MiB write batches, so a joiner sees progress well before the end. */
@@ -46,12 +47,6 @@ after(async () => {
   await registry.stop();
   await rm(work, { recursive: true, force: true });
 });
-
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => (resolve = r));
-  return { promise, resolve };
-}
 
 /** Start B's pull and resolve once B receives progress of the shared blob (it has joined the download). */
 function pullJoining(request: PullRequest): { pulled: ReturnType<ModelPuller['pull']>; joined: Promise<void> } {

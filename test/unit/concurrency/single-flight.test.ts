@@ -1,16 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 import { SingleFlight, type Flight } from '../../../src/concurrency/single-flight.js';
-
-function deferred<T>() {
-  let resolve!: (value: T) => void;
-  let reject!: (err: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
+import { deferred } from '../../helpers/deferred.js';
 
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
