@@ -70,20 +70,18 @@ export async function fillBlob(
   let restarted = false;
   emit({ doneBytes: position, receivedBytes: 0 });
 
-  let source: Waiter<Ingester> | undefined;
-  let streak: RetryStreak | undefined;
+  /** Whose opener reads now, and its streak of failures (a new source starts a new streak). */
+  let source: { waiter: Waiter<Ingester>; streak: RetryStreak } | undefined;
   let digested = false;
   try {
     while (position < desc.size) {
       signal.throwIfAborted();
-      const waiter = flight.waiters()[0]!; // the flight is aborted once none is left
-      if (waiter !== source) {
-        source = waiter;
-        streak = waiter.context.retrier.streak();
-      }
+      const first = flight.waiters()[0]!; // the flight is aborted once none is left
+      if (first !== source?.waiter) source = { waiter: first, streak: first.context.retrier.streak() };
+      const { waiter, streak } = source;
       const before = position;
       try {
-        const { body, offset, recycle } = await waiter.context.open(position, signal, streak!.attempt);
+        const { body, offset, recycle } = await waiter.context.open(position, signal, streak.attempt);
         if (offset !== position) {
           if (offset !== 0) {
             body.destroy();
@@ -110,19 +108,19 @@ export async function fillBlob(
         if (signal.aborted) throw signal.reason ?? err;
         // A full or broken local disk is not the registry's fault: retrying cannot help.
         if (['ENOSPC', 'EDQUOT', 'EROFS', 'EIO'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
-        if (position > before) streak!.reset();
-        const delayMs = isDriverError(err) && !err.retryable ? undefined : streak!.failed(err);
+        if (position > before) streak.reset();
+        const delayMs = isDriverError(err) && !err.retryable ? undefined : streak.failed(err);
         if (delayMs === undefined) {
           const final = isDriverError(err)
             ? err
-            : new DriverError('REGISTRY_UNAVAILABLE', `download of blob ${desc.digest} failed ${streak!.attempt - 1} times in a row at byte ${position} of ${desc.size}: ${(err as Error).message}; the partial download is kept and resumes on the next try`, { cause: err });
+            : new DriverError('REGISTRY_UNAVAILABLE', `download of blob ${desc.digest} failed ${streak.attempt - 1} times in a row at byte ${position} of ${desc.size}: ${(err as Error).message}; the partial download is kept and resumes on the next try`, { cause: err });
           if (flight.waiters().length === 1) throw final;
           // This caller's source failed: its own cause, for it alone; the next one carries on.
           logger?.warn({ digest: desc.digest, position, size: desc.size, err: final.message }, "one caller's source of a shared blob download failed; continuing with the next caller's");
           waiter.leave(final);
           continue;
         }
-        logger?.warn({ digest: desc.digest, position, size: desc.size, attempt: streak!.attempt - 1, delayMs: Math.round(delayMs), err: (err as Error).message }, 'blob download interrupted; resuming from the bytes on disk');
+        logger?.warn({ digest: desc.digest, position, size: desc.size, attempt: streak.attempt - 1, delayMs: Math.round(delayMs), err: (err as Error).message }, 'blob download interrupted; resuming from the bytes on disk');
         await sleep(delayMs, undefined, { signal });
       }
     }
