@@ -33,6 +33,12 @@ export class Metrics {
     labelNames: ['registry'] as const,
     registers: [this.registry],
   });
+  readonly registryRetries = new Counter({
+    name: 'model_csi_registry_retries_total',
+    help: 'Registry requests retried after a retryable failure (manifests and blob resumes), by error code',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly pullFailures = new Counter({
     name: 'model_csi_pull_failures_total',
     help: 'Failed pulls by error code',

@@ -1,4 +1,5 @@
 import { setMaxListeners } from 'node:events';
+import { SingleFlight, type Flight } from '../concurrency/single-flight.js';
 import type { ConfigFile } from '../config/schema.js';
 import { DriverError } from '../errors/driver-error.js';
 import type { Logger } from '../log/logger.js';
@@ -7,7 +8,6 @@ import type { ImageManifest, ResolvedManifest } from '../registry/oci-types.js';
 import { formatReference, type Reference } from '../registry/reference.js';
 import type { RegistryClient, RequestAuth } from '../registry/registry-client.js';
 import type { ContentStore } from '../store/content-store.js';
-import { SingleFlight } from '../store/single-flight.js';
 import { modelKeyFor } from '../store/model-key.js';
 import type { ModelStore } from '../store/model-store.js';
 import { describeArtifact, type ArtifactKind } from './artifact.js';
@@ -58,10 +58,11 @@ export interface ArtifactInspection {
  * The pull pipeline: resolve → plan → download the needed blobs in parallel (bounded by
  * `maxConcurrentDownloads`), unpacking each as soon as it is verified → check the tree →
  * publish by rename → record. One assembly per model key at a time in this process; a model
- * already in the cache is returned as is.
+ * already in the cache is returned as is. A caller's `signal` detaches that caller only; the
+ * assembly stops when every caller has left.
  */
 export class ModelPuller {
-  private readonly assemblies = new SingleFlight<PulledModel>();
+  private readonly assemblies = new SingleFlight<PulledModel, undefined, PullRequest>();
   private readonly downloads: Semaphore;
 
   constructor(
@@ -85,14 +86,18 @@ export class ModelPuller {
   async pull(request: PullRequest): Promise<PulledModel> {
     const resolved = request.resolved ?? (await this.deps.client.resolve(request.reference, { auth: request.auth ?? {}, signal: request.signal }));
     const key = modelKeyFor(resolved.rootDigest, request.include ?? [], request.exclude ?? []);
-    return this.assemblies.run(key, () => this.assemble(key, resolved, request));
+    return this.assemblies.run(key, (flight) => this.assemble(key, resolved, request, flight), { signal: request.signal, context: request });
   }
 
   async inspect(reference: Reference, auth?: RequestAuth): Promise<ArtifactInspection> {
     return inspectArtifact(this.deps.client, reference, auth);
   }
 
-  private async assemble(key: string, resolved: ResolvedManifest, request: PullRequest): Promise<PulledModel> {
+  /**
+   * Built from the first caller's request (its credentials fetch the layers); progress goes to
+   * every caller still waiting, and the flight's signal stops it once none is.
+   */
+  private async assemble(key: string, resolved: ResolvedManifest, request: PullRequest, flight: Flight<undefined, PullRequest>): Promise<PulledModel> {
     const { models, store } = this.deps;
     const name = formatReference(request.reference);
     const log = (request.log ?? this.deps.logger).child({ reference: name, digest: resolved.rootDigest, model: key });
@@ -109,9 +114,11 @@ export class ModelPuller {
     // download listens on it a few times (request, stream, retry sleep), more than the
     // default 10 once several layers run; the warning would be noise on the CLI's stderr.
     setMaxListeners(Math.max(10, 4 * wanted.length), abort.signal);
-    const onOuterAbort = (): void => abort.abort(request.signal?.reason);
-    request.signal?.addEventListener('abort', onOuterAbort, { once: true });
-    const progress = new ProgressCounter(plan.totalBytes, request.onProgress);
+    const onOuterAbort = (): void => abort.abort(flight.signal.reason);
+    flight.signal.addEventListener('abort', onOuterAbort, { once: true });
+    const progress = new ProgressCounter(plan.totalBytes, (event) => {
+      for (const waiter of flight.waiters()) waiter.context.onProgress?.(event);
+    });
     try {
       const results = await Promise.allSettled(wanted.map((layer, index) => this.fetchAndPlace(layer, index, temp, plan, request, progress, abort)));
       const failure = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
@@ -130,7 +137,7 @@ export class ModelPuller {
       await models.discardTemp(temp).catch((cleanupError: unknown) => log.warn({ err: cleanupError }, 'could not remove the temp dir of a failed pull'));
       throw diskFull(err) ? new DriverError('NO_SPACE', `the cache filesystem ran out of space while pulling ${name}: free space on the node's cache volume or lower cacheBudget below its size`, { cause: err }) : err;
     } finally {
-      request.signal?.removeEventListener('abort', onOuterAbort);
+      flight.signal.removeEventListener('abort', onOuterAbort);
       release();
     }
   }
@@ -153,10 +160,13 @@ export class ModelPuller {
       blobPath = await this.downloads.use(() =>
         store.ingest(
           desc,
-          (offset, signal) => client.fetchBlob(request.reference, desc, { offset, auth: request.auth ?? {}, signal: signal ?? abort.signal }),
+          // `signal` is the shared download's (aborted only once every puller of this blob left).
+          (offset, signal, attempt) => client.fetchBlob(request.reference, desc, { offset, auth: request.auth ?? {}, signal, attempt }),
           // Bytes received are counted in model_csi_pulled_bytes_total by the registry client.
           (event) => progress.set(index, event.doneBytes),
-          { signal: abort.signal },
+          // This pull's own: a failure of another of its layers detaches it from a blob
+          // download other pulls share, and cancels the download only if none is left.
+          { signal: abort.signal, retrier: client.retrier },
         ),
       );
     } catch (err) {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { SingleFlight } from '../concurrency/single-flight.js';
 import { isDriverError } from '../errors/driver-error.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
 import type { Logger } from '../log/logger.js';
@@ -29,7 +30,7 @@ export function credentialHash(dockerConfigJson: string | undefined): string {
 export class AccessGrants {
   private readonly dir: string;
   private readonly known = new Map<string, number>();
-  private readonly checks = new Map<string, Promise<void>>();
+  private readonly checks = new SingleFlight<void>();
 
   constructor(
     root: string,
@@ -55,9 +56,8 @@ export class AccessGrants {
     const id = grantId(repository, credentials);
     const grantedAt = await this.grantedAt(id);
     if (grantedAt !== undefined && Date.now() - grantedAt < GRANT_TTL_MS) return;
-    let flight = this.checks.get(id);
-    if (!flight) {
-      flight = verify()
+    return this.checks.run(id, () =>
+      verify()
         .then(() => this.grant(repository, credentials))
         .catch((err: unknown) => {
           if (grantedAt !== undefined && isDriverError(err) && (err.code === 'REGISTRY_UNAVAILABLE' || err.code === 'TLS_FAILURE')) {
@@ -65,11 +65,8 @@ export class AccessGrants {
             return;
           }
           throw err;
-        })
-        .finally(() => this.checks.delete(id));
-      this.checks.set(id, flight);
-    }
-    return flight;
+        }),
+    );
   }
 
   private async grantedAt(id: string): Promise<number | undefined> {

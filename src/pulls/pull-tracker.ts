@@ -1,3 +1,4 @@
+import { SingleFlight } from '../concurrency/single-flight.js';
 import { formatBytes } from '../config/quantity.js';
 import { DriverError } from '../errors/driver-error.js';
 
@@ -21,36 +22,41 @@ export interface PullJob<T> {
 }
 
 export class PullTracker<T> {
-  private readonly jobs = new Map<string, PullJob<T>>();
+  /** Callers pass no signal: a job is never abandoned, whoever stops waiting on it. */
+  private readonly flights = new SingleFlight<T, PullJob<T>>();
 
   /** The running job for `key`, or a new one running `run`. */
   start(key: string, description: string, run: (progress: PullProgress) => Promise<T>): PullJob<T> {
-    const existing = this.jobs.get(key);
+    const existing = this.flights.state(key);
     if (existing) return existing;
     const progress: PullProgress = { doneBytes: 0, totalBytes: 0 };
-    const promise = Promise.resolve()
-      .then(() => run(progress))
-      .finally(() => {
-        this.jobs.delete(key);
-      });
+    let promise!: Promise<T>;
+    const job: PullJob<T> = {
+      key,
+      description,
+      startedAt: Date.now(),
+      progress,
+      get promise() {
+        return promise;
+      },
+    };
+    promise = this.flights.run(key, () => run(progress), { state: job });
     // The job may finish (or fail) while nobody waits; a failure is reported to whoever
     // waits and to the next caller, never as an unhandled rejection.
     promise.catch(() => undefined);
-    const job: PullJob<T> = { key, description, startedAt: Date.now(), progress, promise };
-    this.jobs.set(key, job);
     return job;
   }
 
   get(key: string): PullJob<T> | undefined {
-    return this.jobs.get(key);
+    return this.flights.state(key);
   }
 
   get size(): number {
-    return this.jobs.size;
+    return this.flights.size;
   }
 
   list(): PullJob<T>[] {
-    return [...this.jobs.values()];
+    return this.flights.states();
   }
 }
 

@@ -1,3 +1,4 @@
+import { SingleFlight } from '../concurrency/single-flight.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { AcquiredModel, ModelRequest, ModelSource } from '../node/model-source.js';
@@ -20,7 +21,7 @@ import type { TagCache } from './tag-cache.js';
  */
 export class PullingModelSource implements ModelSource {
   readonly pulls = new PullTracker<AcquiredModel>();
-  private readonly resolving = new Map<string, Promise<string>>();
+  private readonly resolving = new SingleFlight<string>();
   /** Manifests just fetched to resolve a tag, handed to the pull so it does not fetch them again. */
   private readonly resolved = new Map<string, ResolvedManifest>();
 
@@ -93,25 +94,17 @@ export class PullingModelSource implements ModelSource {
       const cached = await this.deps.tags.get(name);
       if (cached) return cached.digest;
     }
-    const flightKey = `${name}\0${caller.credentials}`;
-    let flight = this.resolving.get(flightKey);
-    if (!flight) {
-      flight = this.deps.client
-        .resolve(reference, { auth: caller.auth })
-        .then(async (resolved) => {
-          await this.deps.grants.grant(caller.repository, caller.credentials);
-          await this.deps.tags.set(name, resolved.rootDigest);
-          if (!(await this.deps.models.has(modelKeyFor(resolved.rootDigest)))) {
-            // Bounded: an entry no pull consumes (a partial selection already cached) ages out.
-            if (this.resolved.size >= 32) this.resolved.delete(this.resolved.keys().next().value!);
-            this.resolved.set(resolved.rootDigest, resolved);
-          }
-          return resolved.rootDigest;
-        })
-        .finally(() => this.resolving.delete(flightKey));
-      this.resolving.set(flightKey, flight);
-    }
-    return flight;
+    return this.resolving.run(`${name}\0${caller.credentials}`, async () => {
+      const resolved = await this.deps.client.resolve(reference, { auth: caller.auth });
+      await this.deps.grants.grant(caller.repository, caller.credentials);
+      await this.deps.tags.set(name, resolved.rootDigest);
+      if (!(await this.deps.models.has(modelKeyFor(resolved.rootDigest)))) {
+        // Bounded: an entry no pull consumes (a partial selection already cached) ages out.
+        if (this.resolved.size >= 32) this.resolved.delete(this.resolved.keys().next().value!);
+        this.resolved.set(resolved.rootDigest, resolved);
+      }
+      return resolved.rootDigest;
+    });
   }
 
   private async pull(

@@ -14,7 +14,7 @@ import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, nodePlatform, parseManifest, selec
 import type { Descriptor, ResolvedManifest } from './oci-types.js';
 import { apiHost, formatReference, manifestReference, type Reference } from './reference.js';
 import { RegistryHttp, type Endpoint, type SendResult } from './registry-http.js';
-import { DEFAULT_RETRY, withRetry, type RetryOptions } from './retry.js';
+import { DEFAULT_RETRY, Retrier, type RetryPolicy } from './retry.js';
 import { Transport } from './transport.js';
 
 export type { RequestAuth } from './auth/credentials.js';
@@ -23,8 +23,11 @@ export interface RegistryClientOptions {
   config: Readonly<ConfigFile>;
   logger: Logger;
   metrics?: Metrics;
-  /** Backoff for the origin (tests shorten the delays). Mirrors get one attempt each. */
-  retry?: Partial<RetryOptions>;
+  /**
+   * The retry policy (retry.ts; tests shorten the delays): manifests here, blobs in the content
+   * store's resume loop, which takes it from `retrier`. Mirrors get one attempt per streak.
+   */
+  retry?: Partial<RetryPolicy>;
   /** Platform chosen from an index; default the node's (linux/amd64 here). */
   platform?: Platform;
 }
@@ -43,8 +46,10 @@ interface FetchedManifest {
 
 /**
  * The OCI distribution client (distribution-spec "Pulling manifests" / "Pulling blobs").
- * Each call tries the registry's mirrors in order, then the origin; against the origin,
- * retryable failures are retried with backoff. Blob bodies stream; nothing large is buffered.
+ * Each call tries the registry's mirrors in order, then the origin. A manifest's retryable
+ * failures against the origin are retried here (`retrier`); a blob open is one pass, retried
+ * and resumed by the content store with the same `retrier`, so the two never multiply.
+ * Blob bodies stream; nothing large is buffered.
  */
 export class RegistryClient {
   private readonly config: Readonly<ConfigFile>;
@@ -53,14 +58,16 @@ export class RegistryClient {
   private readonly transport: Transport;
   private readonly credentials: CredentialStore;
   private readonly http: RegistryHttp;
-  private readonly retry: RetryOptions;
+  /** The one retry layer, shared with blob downloads (store/blob-download.ts); counts every retry. */
+  readonly retrier: Retrier;
   private readonly platform: Platform;
 
   constructor(options: RegistryClientOptions) {
     this.config = options.config;
     this.logger = options.logger.child({ component: 'registry' });
     this.metrics = options.metrics;
-    this.retry = { ...DEFAULT_RETRY, ...options.retry };
+    const metrics = options.metrics;
+    this.retrier = new Retrier({ ...DEFAULT_RETRY, ...options.retry }, ({ reason }) => metrics?.registryRetries.inc({ reason }));
     this.platform = options.platform ?? nodePlatform();
     this.transport = new Transport(this.config, { connections: Math.max(16, this.config.maxConcurrentDownloads * 4) });
     this.credentials = new CredentialStore(this.config.dockerConfig, this.logger);
@@ -98,11 +105,13 @@ export class RegistryClient {
    * A blob as a stream from `offset` (`Range: bytes=<offset>-`). The returned offset is the
    * one the server honoured: 0 when it ignored the range and sent the whole blob. The stream
    * fails if the registry sends more than `desc.size`, or ends early (resume from there).
+   * One pass, no retry: the caller's resume loop retries (retry.ts). `attempt` is that loop's
+   * attempt in its streak: mirrors are asked on the first only, the origin every time.
    */
   async fetchBlob(
     ref: Reference,
     desc: Descriptor,
-    opts: { offset?: number; auth?: RequestAuth; signal?: AbortSignal } = {},
+    opts: { offset?: number; auth?: RequestAuth; signal?: AbortSignal; attempt?: number } = {},
   ): Promise<{ body: Readable; offset: number; recycle: (chunks: readonly Buffer[]) => void }> {
     const offset = opts.offset ?? 0;
     if (!Number.isSafeInteger(offset) || offset < 0 || offset > desc.size) {
@@ -110,7 +119,8 @@ export class RegistryClient {
     }
     if (offset === desc.size) return { body: Readable.from([]), offset, recycle: givePieces };
     const target: Target = { registry: ref.registry, repository: ref.repository };
-    return this.acrossEndpoints(ref, opts, 'fetching a blob of', async (endpoint) => {
+    const pass = { retry: false, mirrors: (opts.attempt ?? 1) === 1 };
+    return this.acrossEndpoints(ref, opts, 'fetching a blob of', pass, async (endpoint) => {
       const { res } = await this.http.send(endpoint, `/v2/${ref.repository}/blobs/${desc.digest}`, {
         headers: offset > 0 ? { range: `bytes=${offset}-` } : {},
         largeBody: desc.size - offset >= LARGE_BLOB_BYTES,
@@ -166,7 +176,7 @@ export class RegistryClient {
   private async fetchManifest(ref: Reference, reference: string, opts: { auth?: RequestAuth; signal?: AbortSignal }): Promise<FetchedManifest> {
     const target: Target = { registry: ref.registry, repository: ref.repository };
     const name = `${ref.registry}/${ref.repository}@${reference}`;
-    return this.acrossEndpoints(ref, opts, 'fetching the manifest of', async (endpoint) => {
+    return this.acrossEndpoints(ref, opts, 'fetching the manifest of', { retry: true, mirrors: true }, async (endpoint) => {
       const { res }: SendResult = await this.http.send(endpoint, `/v2/${ref.repository}/manifests/${reference}`, {
         headers: { accept: MANIFEST_ACCEPT.join(', ') },
         ...this.sendContext(ref, endpoint, 'fetching the manifest of', opts.signal),
@@ -230,17 +240,22 @@ export class RegistryClient {
     return out;
   }
 
+  /**
+   * Mirrors in order (once each), then the origin: retried with backoff when `pass.retry`
+   * (manifests), once otherwise (a blob open: its caller retries and resumes).
+   */
   private async acrossEndpoints<T>(
     ref: Reference,
     opts: { auth?: RequestAuth; signal?: AbortSignal },
     what: string,
+    pass: { retry: boolean; mirrors: boolean },
     op: (endpoint: Endpoint) => Promise<T>,
   ): Promise<T> {
-    const endpoints = this.endpoints(ref, opts.auth);
+    const endpoints = this.endpoints(ref, opts.auth).filter((endpoint) => pass.mirrors || !endpoint.isMirror);
     for (const endpoint of endpoints) {
-      const retry = endpoint.isMirror ? { ...this.retry, attempts: 1 } : this.retry;
       try {
-        return await withRetry(() => op(endpoint), retry, opts.signal, (err, attempt, delayMs) =>
+        if (endpoint.isMirror || !pass.retry) return await op(endpoint);
+        return await this.retrier.run(() => op(endpoint), opts.signal, ({ err, attempt, delayMs }) =>
           this.logger.warn(
             { registry: endpoint.host, repository: ref.repository, attempt, delayMs: Math.round(delayMs), err: (err as Error).message },
             `retrying after a failure ${what} the repository`,

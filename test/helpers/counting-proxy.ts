@@ -2,7 +2,8 @@
  * A pass-through HTTP proxy in front of the real registry that counts what crosses it (blob
  * GETs and body bytes per digest) and can slow blob bodies down to a rate, or pause them, to
  * hold a pull in flight long enough for deadline, restart and dedup tests. The registry does
- * all the protocol work; the proxy only observes and paces.
+ * all the protocol work; the proxy only observes and paces, or, when a test asks, answers every
+ * blob GET with an error status, holds chosen blobs until released, or flips a byte of them.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -21,6 +22,12 @@ export interface CountingProxy {
   rate: number;
   /** Milliseconds each manifest request is held before it is forwarded; 0 = none. */
   manifestDelayMs: number;
+  /** When not 0, every blob GET is answered with this status (503: a registry whose storage is down). */
+  blobStatus: number;
+  /** Blobs whose body is served with its first byte flipped (a corrupting cache or disk). */
+  corruptBlobs: Set<string>;
+  /** Blob GETs of these digests wait for the promise before they are forwarded. */
+  holdBlobs: Map<string, Promise<void>>;
   /** Every blob GET in order: digest and its `Range` header (undefined when none). */
   blobRequests: Array<{ digest: string; range: string | undefined }>;
   totalBlobBytes(): number;
@@ -53,6 +60,9 @@ export async function startCountingProxy(upstream: string, options: CountingProx
     manifestGets: 0,
     rate: options.rate ?? 0,
     manifestDelayMs: 0,
+    blobStatus: 0,
+    corruptBlobs: new Set(),
+    holdBlobs: new Map(),
     blobRequests: [],
     totalBlobBytes: () => [...proxy.blobBytes.values()].reduce((a, b) => a + b, 0),
     reset: () => {
@@ -90,6 +100,13 @@ export async function startCountingProxy(upstream: string, options: CountingProx
     }
     if (req.method === 'GET' && path.includes('/manifests/')) proxy.manifestGets++;
     if (path.includes('/manifests/') && proxy.manifestDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, proxy.manifestDelayMs));
+    if (blob && req.method === 'GET' && proxy.blobStatus !== 0) {
+      res.writeHead(proxy.blobStatus, { 'content-type': 'text/plain' });
+      res.end('blob storage unavailable');
+      return;
+    }
+    if (blob) await proxy.holdBlobs.get(blob);
+    let corrupt = blob !== undefined && req.method === 'GET' && proxy.corruptBlobs.has(blob);
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) {
       if (v !== undefined && !['host', 'connection', 'content-length', 'transfer-encoding'].includes(k)) headers[k] = Array.isArray(v) ? v.join(', ') : v;
@@ -99,7 +116,12 @@ export async function startCountingProxy(upstream: string, options: CountingProx
       const out: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && k !== 'connection' && k !== 'keep-alive') out[k] = v;
       res.writeHead(up.statusCode, out);
-      for await (const chunk of up.body as AsyncIterable<Buffer>) {
+      for await (let chunk of up.body as AsyncIterable<Buffer>) {
+        if (corrupt && chunk.length > 0) {
+          chunk = Buffer.from(chunk);
+          chunk[0] = chunk[0]! ^ 0xff;
+          corrupt = false;
+        }
         if (blob && req.method === 'GET') {
           proxy.blobBytes.set(blob, (proxy.blobBytes.get(blob) ?? 0) + chunk.length);
           if (proxy.rate > 0) await new Promise((resolve) => setTimeout(resolve, (chunk.length / proxy.rate) * 1000));

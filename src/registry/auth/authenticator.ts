@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { request } from 'undici';
+import { SingleFlight } from '../../concurrency/single-flight.js';
 import { DriverError } from '../../errors/driver-error.js';
 import { networkError, statusError, type Target } from '../http-errors.js';
 import type { Transport } from '../transport.js';
@@ -22,7 +23,8 @@ import { TokenCache } from './token-cache.js';
  */
 export class Authenticator {
   private readonly schemeByHost = new Map<string, 'basic' | 'bearer'>();
-  private readonly inFlight = new Map<string, Promise<string>>();
+  /** Concurrent 401s for one host, scope and credential share one token request. */
+  private readonly tokenFetches = new SingleFlight<string>();
 
   constructor(
     private readonly transport: Transport,
@@ -56,19 +58,15 @@ export class Authenticator {
   ): Promise<string | undefined> {
     const challenges = parseChallenges(wwwAuthenticate);
     const bearer = challenges.find((c) => c.scheme === 'bearer');
-    if (bearer !== undefined && bearer.params.realm !== undefined) {
+    const realm = bearer?.params.realm;
+    if (bearer !== undefined && realm !== undefined) {
       this.schemeByHost.set(host, 'bearer');
       if (cred?.registryToken !== undefined) return `Bearer ${cred.registryToken}`;
       const key = TokenCache.key(host, scope, cred?.id ?? 'anonymous');
       // A 401 with a token we sent means it went stale or was revoked: fetch a fresh one once.
       this.tokens.delete(key);
-      let pending = this.inFlight.get(key);
-      if (pending === undefined) {
-        pending = this.fetchToken(bearer.params.realm, bearer.params.service, scope, cred, key, target, signal).finally(() =>
-          this.inFlight.delete(key),
-        );
-        this.inFlight.set(key, pending);
-      }
+      // Under the flight's signal: one caller giving up does not fail the others' token.
+      const pending = this.tokenFetches.run(key, (flight) => this.fetchToken(realm, bearer.params.service, scope, cred, key, target, flight.signal), { signal });
       return `Bearer ${await pending}`;
     }
     if (challenges.some((c) => c.scheme === 'basic')) {

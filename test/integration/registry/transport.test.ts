@@ -1,7 +1,11 @@
 import { strict as assert } from 'node:assert';
 import { createServer } from 'node:http';
 import { after, before, test } from 'node:test';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { isDriverError } from '../../../src/errors/driver-error.js';
+import { ContentStore, type BlobOpener } from '../../../src/store/content-store.js';
 import { parseReference } from '../../../src/registry/reference.js';
 import { pushArtifact, startRegistry, type TestRegistry } from '../../helpers/registry.js';
 import { dockerConfigJson, makeClient, readAll } from './common.js';
@@ -72,8 +76,8 @@ test('mirrors: used first; fall back to the origin when down or missing the cont
   }
 });
 
-test('retries: 503 twice then success, a reset connection, 429 with Retry-After; 404 and 401 are not retried', async () => {
-  const failures = new Map<string, number>([['manifest', 2], ['blob-reset', 1], ['blob-429', 1]]);
+test('retries: manifest 503 twice then success; a blob open is one pass (reset, 429 with Retry-After) that the content store resumes; 404 and 401 are not retried', async () => {
+  const failures = new Map<string, number>([['manifest', 2], ['blob-reset', 2], ['blob-429', 1]]);
   const proxy = await startProxy(plain.url, (req) => {
     if (req.path.includes('/manifests/') && failures.get('manifest')! > 0) {
       failures.set('manifest', failures.get('manifest')! - 1);
@@ -96,9 +100,18 @@ test('retries: 503 twice then success, a reset connection, 429 with Retry-After;
     const resolved = await client.resolve(ref);
     assert.equal(resolved.digest, artifact.digest);
     assert.equal(proxy.seen.filter((r) => r.path.includes('/manifests/v1')).length, 3);
-    const { body } = await client.fetchBlob(ref, resolved.manifest.layers[0]!);
-    assert.equal((await readAll(body)).toString(), 'layer-bytes');
-    assert.equal((await client.fetchBlobBytes(ref, resolved.manifest.config)).toString(), '{}');
+    // The client never retries a blob open: its caller's resume loop does (retry.ts).
+    const layer = resolved.manifest.layers[0]!;
+    const layerGets = () => proxy.seen.filter((r) => r.path.includes(`/blobs/${layer.digest}`)).length;
+    await assert.rejects(client.fetchBlob(ref, layer), (err: unknown) => isDriverError(err, 'REGISTRY_UNAVAILABLE') && err.retryable);
+    assert.equal(layerGets(), 1, 'one GET per blob open');
+    const store = await ContentStore.open(await mkdtemp(join(tmpdir(), 'model-csi-transport-')));
+    const open: BlobOpener = (offset, signal, attempt) => client.fetchBlob(ref, layer, { offset, signal, attempt });
+    assert.equal((await readFile(await store.ingest(layer, open, undefined, { retrier: client.retrier }))).toString(), 'layer-bytes');
+    assert.equal(layerGets(), 3, 'the reset once more, then the bytes');
+    const config = resolved.manifest.config;
+    const fromConfig = (offset: number, signal: AbortSignal, attempt: number) => client.fetchBlob(ref, config, { offset, signal, attempt });
+    assert.equal((await readFile(await store.ingest(config, fromConfig, undefined, { retrier: client.retrier }))).toString(), '{}', '429 with Retry-After: 0 retried');
 
     for (const [tag, code] of [['missing', 'MANIFEST_NOT_FOUND'], ['unauthorized', 'REGISTRY_UNAUTHORIZED']] as const) {
       const before = proxy.seen.length;

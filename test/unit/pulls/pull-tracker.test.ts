@@ -2,16 +2,7 @@ import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 import { isDriverError } from '../../../src/errors/driver-error.js';
 import { PullTracker, waitForJob } from '../../../src/pulls/pull-tracker.js';
-
-function deferred<T>() {
-  let resolve!: (value: T) => void;
-  let reject!: (err: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
+import { deferred } from '../../helpers/deferred.js';
 
 test('callers of the same key join one job; the work runs once', async () => {
   const tracker = new PullTracker<string>();

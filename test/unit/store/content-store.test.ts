@@ -8,6 +8,11 @@ import { after, before, describe, test } from 'node:test';
 import { isDriverError } from '../../../src/errors/driver-error.js';
 import { ContentStore, type BlobOpener } from '../../../src/store/content-store.js';
 import type { Descriptor } from '../../../src/registry/oci-types.js';
+import { DEFAULT_RETRY, Retrier } from '../../../src/registry/retry.js';
+import { DriverError } from '../../../src/errors/driver-error.js';
+
+/** The default policy with short delays. */
+const quickRetrier = new Retrier({ ...DEFAULT_RETRY, baseDelayMs: 10, maxDelayMs: 20 });
 
 let base: string;
 before(async () => {
@@ -37,7 +42,7 @@ function serve(bytes: Buffer, options: { failAfter?: number; ignoreRange?: boole
       }
     }
     return { body: Readable.from(chunks()), offset: start };
-  }) as BlobOpener & { calls: number[]; sent: number };
+  }) as unknown as BlobOpener & { calls: number[]; sent: number };
   opener.calls = [];
   opener.sent = 0;
   return opener;
@@ -103,7 +108,7 @@ describe('ContentStore.ingest', () => {
   });
 
   test('a stream cut mid-way is retried from the bytes on disk, not from zero', async () => {
-    const store = await ContentStore.open(join(base, 'd'), { retryDelayMs: 10 });
+    const store = await ContentStore.open(join(base, 'd'), { retrier: quickRetrier });
     const bytes = randomBytes(1_000_000);
     const desc = descriptorOf(bytes);
     const opener = serve(bytes, { failAfter: 65536 * 8 });
@@ -153,8 +158,7 @@ describe('ContentStore.ingest', () => {
   });
 
   test('a non-retryable registry error is not retried', async () => {
-    const store = await ContentStore.open(join(base, 'h'), { retryDelayMs: 10 });
-    const { DriverError } = await import('../../../src/errors/driver-error.js');
+    const store = await ContentStore.open(join(base, 'h'), { retrier: quickRetrier });
     let calls = 0;
     const desc = descriptorOf(randomBytes(10));
     await assert.rejects(
@@ -165,5 +169,56 @@ describe('ContentStore.ingest', () => {
       (err: unknown) => isDriverError(err, 'BLOB_NOT_FOUND'),
     );
     assert.equal(calls, 1);
+  });
+
+  test("a joiner's opener carries a shared download on when the first caller's source refuses it; each caller gets its own outcome", async () => {
+    const store = await ContentStore.open(join(base, 'i'), { retrier: quickRetrier });
+    const bytes = randomBytes(300_000);
+    const desc = descriptorOf(bytes);
+    let refusedCalls = 0;
+    const refused = async (): Promise<never> => {
+      refusedCalls++;
+      throw new DriverError('REGISTRY_UNAUTHORIZED', "the first caller's credentials were refused");
+    };
+    const good = serve(bytes);
+    const first = store.ingest(desc, refused);
+    const joiner = store.ingest(desc, good);
+    await assert.rejects(first, (err: unknown) => isDriverError(err, 'REGISTRY_UNAUTHORIZED'));
+    assert.deepEqual(await readFile(await joiner), bytes);
+    assert.equal(refusedCalls, 1);
+    assert.deepEqual(good.calls, [0]);
+  });
+
+  test('a shared download outlives its first caller leaving (its signal); the joiner completes from the same bytes', async () => {
+    const store = await ContentStore.open(join(base, 'j'), { retrier: quickRetrier });
+    const bytes = randomBytes(600_000);
+    const desc = descriptorOf(bytes);
+    let release!: () => void;
+    const halfway = new Promise<void>((resolve) => (release = resolve));
+    let reachedHalf!: () => void;
+    const atHalf = new Promise<void>((resolve) => (reachedHalf = resolve));
+    const calls: number[] = [];
+    const gated: BlobOpener = async (offset) => {
+      calls.push(offset);
+      async function* chunks(): AsyncGenerator<Buffer> {
+        for (let at = offset; at < bytes.length; at += 65536) {
+          if (at >= 300_000 && offset === 0) {
+            reachedHalf();
+            await halfway;
+          }
+          yield bytes.subarray(at, Math.min(at + 65536, bytes.length));
+        }
+      }
+      return { body: Readable.from(chunks()), offset };
+    };
+    const leaving = new AbortController();
+    const first = store.ingest(desc, gated, undefined, { signal: leaving.signal });
+    const joiner = store.ingest(desc, serve(bytes));
+    await atHalf;
+    leaving.abort(new Error('the first caller went away'));
+    await assert.rejects(first, /the first caller went away/);
+    release();
+    assert.deepEqual(await readFile(await joiner), bytes);
+    assert.deepEqual(calls, [0], 'the stream the first caller opened went on: no second request');
   });
 });
