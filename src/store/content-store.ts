@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DriverError, isDriverError } from '../errors/driver-error.js';
+import { classifyFsError, isLocalFsFailure } from '../errors/fs-error.js';
 import { fsyncDirectory } from '../fs/atomic-write.js';
 import { DIRECT_IO_ALIGNMENT, piecePool } from '../fs/piece-pool.js';
 import { BlobFile } from './blob-file.js';
@@ -249,7 +250,7 @@ export class ContentStore {
           if (signal?.aborted) throw signal.reason ?? err;
           if (isDriverError(err) && !err.retryable) throw err;
           // A full or broken local disk is not the registry's fault: retrying cannot help.
-          if (['ENOSPC', 'EDQUOT', 'EROFS', 'EIO'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+          if (isLocalFsFailure(err)) throw classifyFsError(err, `downloading blob ${desc.digest}`);
           failures = position > before ? 1 : failures + 1;
           if (failures >= this.maxAttempts) {
             if (isDriverError(err)) throw err;

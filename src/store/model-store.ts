@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, copyFile, link, lstat, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { classifyFsError } from '../errors/fs-error.js';
 import { fsyncDirectory, writeFileAtomic } from '../fs/atomic-write.js';
 import { diskUsage } from '../fs/disk-usage.js';
 import type { Logger } from '../log/logger.js';
@@ -304,7 +305,11 @@ export class ModelStore {
   }
 
   private async writeRecord(record: ModelRecord): Promise<void> {
-    await writeFileAtomic(join(this.stateDir, `${keyToFileName(record.key)}.json`), `${JSON.stringify(record, null, 2)}\n`);
+    try {
+      await writeFileAtomic(join(this.stateDir, `${keyToFileName(record.key)}.json`), `${JSON.stringify(record, null, 2)}\n`);
+    } catch (err) {
+      throw classifyFsError(err, `recording model ${record.key}${record.reference ? ` (${record.reference})` : ''}`);
+    }
   }
 
   private async unlinkIfSingle(path: string): Promise<boolean> {
