@@ -92,6 +92,8 @@ async function nodeServices(settings: Settings, metrics: Metrics, logger: Logger
   // Never evict what a volume mounts or a pull is writing. `node` is assigned below; the
   // budget only asks once a pull starts, after start-up.
   let node: NodeService | undefined;
+  // The budget's running account starts from one walk of the cache, here, at start-up.
+  await models.reconcileUsage();
   const budget: CacheBudget = new CacheBudget({
     budget: config.cacheBudget,
     store: models,
