@@ -39,11 +39,15 @@ export async function cacheCommand(argv: string[]): Promise<number> {
     const json = extra['json'] === true || process.stdout.isTTY !== true;
     if (action === 'gc') {
       const minIdleSeconds = parseMinIdle(extra['min-idle-seconds']);
-      const before = await models.usedBytes();
+      // The walks that reconcile the cache's running account (before, and once changed); the
+      // stamp makes the node plugin's account reconcile too, as this process removed files
+      // under it.
+      const before = await models.reconcileUsage();
       const budget = settings.config.cacheBudget;
       const evicted = budget === undefined ? [] : await evictToBudget(settings.root, models, budget, minIdleSeconds, logger);
       const removed = await models.gcBlobs();
-      const usedBytes = await models.usedBytes();
+      const usedBytes = await models.reconcileUsage();
+      await models.stampUsageChanged();
       const freedBytes = Math.max(0, before - usedBytes);
       const overBudget = budget !== undefined && usedBytes > budget;
       const summary = { evicted, removed, freedBytes, usedBytes, ...(budget === undefined ? {} : { budgetBytes: budget }), overBudget };
@@ -95,7 +99,7 @@ async function evictToBudget(root: string, models: ModelStore, budget: number, m
   const store = {
     list: () => models.list(),
     usedBytes: () => models.usedBytes(),
-    gcBlobs: () => models.gcBlobs(),
+    dropUnreferencedBlobs: () => models.dropUnreferencedBlobs(),
     remove: async (key: string) => {
       kept = await keep();
       if (kept.has(key)) return;

@@ -105,6 +105,8 @@ async function nodeServices(settings: Settings, kube: ApiServer, stops: Array<()
   // `warmer` are assigned below; the budget only asks once a pull starts, after start-up.
   let node: NodeService | undefined;
   let warmer: ModelCacheWarmer | undefined;
+  // The budget's running account starts from one walk of the cache, here, at start-up.
+  await models.reconcileUsage();
   const budget: CacheBudget = new CacheBudget({
     budget: config.cacheBudget,
     store: models,

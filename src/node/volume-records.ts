@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { classifyFsError } from '../errors/fs-error.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
 import type { Logger } from '../log/logger.js';
 import type { MountInfo } from '../mount/mountinfo.js';
@@ -68,7 +69,11 @@ export class VolumeRecords {
   }
 
   async put(record: VolumeRecord): Promise<void> {
-    await writeFileAtomic(recordFile(this.root, record.volumeId, record.targetPath), `${JSON.stringify(record, null, 2)}\n`, 0o600);
+    try {
+      await writeFileAtomic(recordFile(this.root, record.volumeId, record.targetPath), `${JSON.stringify(record, null, 2)}\n`, 0o600);
+    } catch (err) {
+      throw classifyFsError(err, `recording volume ${record.volumeId} published at ${record.targetPath}`);
+    }
     this.byTarget.set(record.targetPath, record);
   }
 

@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { SingleFlight, type Flight } from '../concurrency/single-flight.js';
 import type { ConfigFile } from '../config/schema.js';
 import { DriverError } from '../errors/driver-error.js';
+import { classifyFsError } from '../errors/fs-error.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { ImageManifest, ResolvedManifest } from '../registry/oci-types.js';
@@ -135,7 +136,7 @@ export class ModelPuller {
       return { key, path: entry.path, digest: resolved.rootDigest, sizeBytes: entry.sizeBytes };
     } catch (err) {
       await models.discardTemp(temp).catch((cleanupError: unknown) => log.warn({ err: cleanupError }, 'could not remove the temp dir of a failed pull'));
-      throw diskFull(err) ? new DriverError('NO_SPACE', `the cache filesystem ran out of space while pulling ${name}: free space on the node's cache volume or lower cacheBudget below its size`, { cause: err }) : err;
+      throw classifyFsError(err, `pulling ${name}`);
     } finally {
       flight.signal.removeEventListener('abort', onOuterAbort);
       release();
@@ -240,10 +241,4 @@ class ProgressCounter {
     this.perLayer.set(layer, bytes);
     this.listener?.({ doneBytes: this.done, totalBytes: this.total });
   }
-}
-
-/** ENOSPC / EDQUOT from any write of the pull (blob, unpacked file, record). */
-function diskFull(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? ((err as { cause?: NodeJS.ErrnoException } | undefined)?.cause?.code);
-  return code === 'ENOSPC' || code === 'EDQUOT';
 }

@@ -3,6 +3,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SingleFlight } from '../concurrency/single-flight.js';
 import { isDriverError } from '../errors/driver-error.js';
+import { classifyFsError } from '../errors/fs-error.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
 import type { Logger } from '../log/logger.js';
 
@@ -43,8 +44,12 @@ export class AccessGrants {
   async grant(repository: string, credentials: string): Promise<void> {
     const id = grantId(repository, credentials);
     this.known.set(id, Date.now());
-    await mkdir(this.dir, { recursive: true });
-    await writeFileAtomic(join(this.dir, `${id}.json`), JSON.stringify({ repository, grantedAt: new Date().toISOString() }), 0o600);
+    try {
+      await mkdir(this.dir, { recursive: true });
+      await writeFileAtomic(join(this.dir, `${id}.json`), JSON.stringify({ repository, grantedAt: new Date().toISOString() }), 0o600);
+    } catch (err) {
+      throw classifyFsError(err, `recording the access grant for ${repository}`);
+    }
   }
 
   /**

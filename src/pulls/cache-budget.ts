@@ -8,8 +8,12 @@ export interface EvictableStore {
   list(): Promise<Array<{ key: string; sizeBytes: number; lastUsed: string | number | Date }>>;
   remove(key: string): Promise<void>;
   /** Drop blobs no remaining model references; frees what `remove` left behind. */
-  gcBlobs(): Promise<unknown>;
-  /** Bytes the cache occupies on disk now. */
+  dropUnreferencedBlobs(): Promise<unknown>;
+  /**
+   * Bytes the cache occupies on disk now, without the bytes of running pulls (their
+   * reservations stand for them). Asked on every reservation and after every eviction: a
+   * running account (ModelStore), never a walk of the cache.
+   */
   usedBytes(): Promise<number>;
 }
 
@@ -22,6 +26,10 @@ export interface Reservation {
  * the cache would exceed the budget, least-recently-used models that no volume uses (and no
  * pull is writing) are evicted first. A pull that cannot fit even then fails with NO_SPACE
  * before a byte is downloaded, so it leaves nothing behind.
+ *
+ * Free space is `budget - used - reserved`: `used` is the store's running account of what is
+ * committed (published models, blobs), `reserved` the bytes of the pulls running now, so a
+ * partial download on disk counts once, in its pull's reservation.
  */
 export class CacheBudget {
   private reserved = 0;
@@ -74,7 +82,7 @@ export class CacheBudget {
       logger.info({ model: model.key, sizeBytes: model.sizeBytes, for: description }, 'evicting least recently used model');
       await store.remove(model.key);
       metrics.evictions.inc();
-      await store.gcBlobs();
+      await store.dropUnreferencedBlobs();
       used = await store.usedBytes();
     }
     metrics.cacheBytes.set(used);

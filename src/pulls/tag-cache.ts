@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { classifyFsError } from '../errors/fs-error.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
 
 /**
@@ -31,9 +32,13 @@ export class TagCache {
   }
 
   async set(reference: string, digest: string): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
     const record: TagRecord = { reference, digest, resolvedAt: new Date().toISOString() };
-    await writeFileAtomic(this.file(reference), JSON.stringify(record));
+    try {
+      await mkdir(this.dir, { recursive: true });
+      await writeFileAtomic(this.file(reference), JSON.stringify(record));
+    } catch (err) {
+      throw classifyFsError(err, `recording that ${reference} is ${digest}`);
+    }
   }
 
   private file(reference: string): string {

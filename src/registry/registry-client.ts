@@ -224,7 +224,7 @@ export class RegistryClient {
   }
 
   /** Mirrors in configured order, then the origin. Credentials are looked up per host. */
-  private endpoints(ref: Reference, auth: RequestAuth | undefined): Endpoint[] {
+  private async endpoints(ref: Reference, auth: RequestAuth | undefined): Promise<Endpoint[]> {
     const out: Endpoint[] = [];
     for (const mirror of this.transport.registryConfig(ref.registry)?.mirrors ?? []) {
       const url = new URL(mirror);
@@ -233,10 +233,10 @@ export class RegistryClient {
         base: `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}`,
         isMirror: true,
         // Only the mirror's own credentials: the origin's are not sent to a third party.
-        credential: this.credentials.lookup(url.host, ref.repository, auth),
+        credential: await this.credentials.lookup(url.host, ref.repository, auth),
       });
     }
-    out.push({ host: apiHost(ref.registry), isMirror: false, credential: this.credentials.lookup(ref.registry, ref.repository, auth) });
+    out.push({ host: apiHost(ref.registry), isMirror: false, credential: await this.credentials.lookup(ref.registry, ref.repository, auth) });
     return out;
   }
 
@@ -251,7 +251,7 @@ export class RegistryClient {
     pass: { retry: boolean; mirrors: boolean },
     op: (endpoint: Endpoint) => Promise<T>,
   ): Promise<T> {
-    const endpoints = this.endpoints(ref, opts.auth).filter((endpoint) => pass.mirrors || !endpoint.isMirror);
+    const endpoints = (await this.endpoints(ref, opts.auth)).filter((endpoint) => pass.mirrors || !endpoint.isMirror);
     for (const endpoint of endpoints) {
       try {
         if (endpoint.isMirror || !pass.retry) return await op(endpoint);

@@ -9,6 +9,7 @@ import type { Retrier, RetryStreak } from '../registry/retry.js';
 import type { BlobFile } from './blob-file.js';
 import { createBlobHasher } from './blob-hasher.js';
 import { streamInto, type IngestProgress } from './blob-stream.js';
+import { classifyFsError, isLocalFsFailure } from '../errors/fs-error.js';
 
 /**
  * Opens the blob's bytes from `offset`. Returns the offset the server honoured: 0 when it
@@ -107,7 +108,7 @@ export async function fillBlob(
       } catch (err) {
         if (signal.aborted) throw signal.reason ?? err;
         // A full or broken local disk is not the registry's fault: retrying cannot help.
-        if (['ENOSPC', 'EDQUOT', 'EROFS', 'EIO'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+        if (isLocalFsFailure(err)) throw classifyFsError(err, `downloading blob ${desc.digest}`);
         if (position > before) streak.reset();
         const delayMs = isDriverError(err) && !err.retryable ? undefined : streak.failed(err);
         if (delayMs === undefined) {

@@ -1,5 +1,6 @@
 import { constants as fsConstants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { classifyFsError } from '../errors/fs-error.js';
 import { DIRECT_IO_ALIGNMENT, type PiecePool } from '../fs/piece-pool.js';
 
 /**
@@ -17,12 +18,16 @@ import { DIRECT_IO_ALIGNMENT, type PiecePool } from '../fs/piece-pool.js';
  * A filesystem without O_DIRECT (EINVAL at open or at the first write) is written the usual
  * way; nothing else changes. fsync is still required before the rename: O_DIRECT does not
  * make the file's size and extents durable (and the disk may cache writes).
+ *
+ * Every failure of this file is the node's disk, never the registry: errors are classed once
+ * here (fs-error.ts: NO_SPACE, CACHE_IO_FAILED), so the download loop does not retry them.
  */
 export class BlobFile {
   /** Bytes this descriptor wrote past the page cache (for logs and tests). */
   bytesWrittenDirect = 0;
 
   private constructor(
+    private readonly path: string,
     /** The ordinary descriptor: stat, truncate, unaligned writes, fsync. */
     private readonly handle: FileHandle,
     private direct: FileHandle | undefined,
@@ -30,24 +35,30 @@ export class BlobFile {
   ) {}
 
   static async open(path: string, pool: PiecePool, options: { direct: boolean }): Promise<BlobFile> {
-    const handle = await open(path, fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW, 0o644);
+    const handle = await open(path, fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW, 0o644).catch((err: unknown) => {
+      throw classifyFsError(err, `opening the download file ${path}`);
+    });
     let direct: FileHandle | undefined;
     if (options.direct && pool.shared) {
       direct = await open(path, fsConstants.O_WRONLY | fsConstants.O_NOFOLLOW | fsConstants.O_DIRECT).catch(() => undefined);
     }
-    return new BlobFile(handle, direct, pool);
+    return new BlobFile(path, handle, direct, pool);
   }
 
-  async size(): Promise<number> {
-    return (await this.handle.stat()).size;
+  size(): Promise<number> {
+    return this.classified('reading the size of', async () => (await this.handle.stat()).size);
   }
 
   truncate(length: number): Promise<void> {
-    return this.handle.truncate(length);
+    return this.classified('truncating', () => this.handle.truncate(length));
   }
 
   /** Write `buffers` at `position`, all of them. */
-  async write(buffers: readonly Buffer[], position: number): Promise<void> {
+  write(buffers: readonly Buffer[], position: number): Promise<void> {
+    return this.classified('writing', () => this.writeNow(buffers, position));
+  }
+
+  private async writeNow(buffers: readonly Buffer[], position: number): Promise<void> {
     const bytes = buffers.reduce((sum, buffer) => sum + buffer.length, 0);
     if (this.direct && buffers.length === 1 && this.alignedForDirect(buffers[0]!, position)) {
       try {
@@ -68,12 +79,20 @@ export class BlobFile {
 
   /** fsync: the data, and the size and extents the O_DIRECT writes left in the inode. */
   sync(): Promise<void> {
-    return this.handle.sync();
+    return this.classified('fsyncing', () => this.handle.sync());
   }
 
   async close(): Promise<void> {
     await this.direct?.close().catch(() => undefined);
     await this.handle.close();
+  }
+
+  private async classified<T>(action: string, op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      throw classifyFsError(err, `${action} the download file ${this.path}`);
+    }
   }
 
   private alignedForDirect(buffer: Buffer, position: number): boolean {

@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, copyFile, link, lstat, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
+import { classifyFsError } from '../errors/fs-error.js';
 import { fsyncDirectory, writeFileAtomic } from '../fs/atomic-write.js';
-import { diskUsage } from '../fs/disk-usage.js';
+import { diskUsage, inodeId } from '../fs/disk-usage.js';
 import type { Logger } from '../log/logger.js';
 import { KeyedLocks } from '../node/volume-locks.js';
+import { CacheUsage } from './cache-usage.js';
 import type { ContentStore } from './content-store.js';
 import { isSha256Hex } from './digest.js';
 import { assertModelKey, keyToFileName } from './model-key.js';
@@ -35,6 +37,12 @@ export interface GcResult {
   tmp: number;
 }
 
+/**
+ * Written by `cache gc` (another process) once it has changed the cache and walked it: the
+ * node plugin's running account sees a new stamp and reconciles (one stat per usedBytes()).
+ */
+const USAGE_STAMP = 'usage-reconciled.json';
+
 /** Partial downloads and temp dirs younger than this survive gc: a retry may resume them. */
 const DEFAULT_STALE_MS = 60 * 60 * 1000;
 
@@ -60,6 +68,14 @@ export class ModelStore {
   private readonly shareLocks = new KeyedLocks();
   readonly stateDir: string;
   private readonly activeTemps = new Set<string>();
+  /** Bytes on disk, kept up to date by publish, remove and gc (cache-usage.ts). */
+  private readonly usage = new CacheUsage();
+  /** Inode → its name under files/: removing a model frees the shared files only it used. */
+  private readonly sharedByInode = new Map<string, string>();
+  /** Names under blobs/ the account has counted: a publish counts only new ones. */
+  private readonly countedBlobs = new Set<string>();
+  /** The usage stamp (dev:ino:mtime) the account was last reconciled against. */
+  private usageStampSeen: string | undefined;
 
   private constructor(
     readonly root: string,
@@ -104,6 +120,7 @@ export class ModelStore {
 
   async discardTemp(dir: string): Promise<void> {
     await unsealDirectories(dir);
+    if (this.usage.isReconciled) await this.usage.dropFreedIn(dir);
     await rm(dir, { recursive: true, force: true });
     this.activeTemps.delete(dir);
   }
@@ -120,6 +137,7 @@ export class ModelStore {
       await rename(tempDir, target);
       this.activeTemps.delete(tempDir);
       await fsyncDirectory(join(this.modelsDir, 'sha256'));
+      await this.countPublished(target);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'EEXIST' && code !== 'ENOTEMPTY') throw err;
@@ -167,7 +185,14 @@ export class ModelStore {
     }
     await rm(join(this.stateDir, `${keyToFileName(key)}.json`), { force: true });
     await unsealDirectories(doomed);
+    const linkedOnceOutside = this.usage.isReconciled ? await this.usage.dropFreedIn(doomed) : [];
     await rm(doomed, { recursive: true, force: true });
+    // Shared files only this model used are garbage now; freeing them here (not in a gc that
+    // lists every shared file) keeps an eviction's cost the size of the model.
+    for (const stat of linkedOnceOutside) {
+      const shared = this.sharedByInode.get(inodeId(stat));
+      if (shared !== undefined) await this.shareLocks.run(basename(shared), () => this.unlinkIfSingle(shared));
+    }
   }
 
   /**
@@ -178,13 +203,7 @@ export class ModelStore {
    */
   async gcBlobs(options: { staleMs?: number } = {}): Promise<GcResult> {
     const staleMs = options.staleMs ?? DEFAULT_STALE_MS;
-    const result: GcResult = { blobs: 0, files: 0, ingest: 0, tmp: 0 };
-    const referenced = new Set((await this.list()).flatMap((model) => model.blobs));
-    for (const digest of await this.content.listBlobs()) {
-      const hex = digest.slice('sha256:'.length);
-      if (referenced.has(digest) || this.content.isLeased(hex)) continue;
-      if (await this.unlinkIfSingle(join(this.content.blobsDir, hex))) result.blobs++;
-    }
+    const result: GcResult = { blobs: await this.dropUnreferencedBlobs(), files: 0, ingest: 0, tmp: 0 };
     for (const hex of (await readdir(this.filesDir).catch(() => [] as string[])).filter(isSha256Hex)) {
       if (await this.unlinkIfSingle(join(this.filesDir, hex))) result.files++;
     }
@@ -201,14 +220,76 @@ export class ModelStore {
     return result;
   }
 
+  /**
+   * Blobs no model references and no pull in this process holds (tar layers' blobs once
+   * unpacked, raw blobs of removed models). Costs a read of each model record and a look at
+   * each blob, not a walk of the models. Returns how many were removed.
+   */
+  async dropUnreferencedBlobs(): Promise<number> {
+    let removed = 0;
+    const referenced = new Set((await this.list()).flatMap((model) => model.blobs));
+    for (const digest of await this.content.listBlobs()) {
+      const hex = digest.slice('sha256:'.length);
+      if (referenced.has(digest) || this.content.isLeased(hex)) continue;
+      if (await this.unlinkIfSingle(join(this.content.blobsDir, hex))) removed++;
+    }
+    return removed;
+  }
+
   /** Logical bytes of all models (a file shared by two models counts in both). */
   async totalBytes(): Promise<number> {
     return (await this.list()).reduce((sum, model) => sum + model.sizeBytes, 0);
   }
 
-  /** Bytes the whole cache occupies on disk, each inode once. */
+  /**
+   * Bytes the cache occupies on disk (blobs, downloads, models, shared files, temp dirs; each
+   * inode once), from the running account: no walk, except the first time and after another
+   * process (`cache gc`) stamped a change (one stat to know). Bytes a running pull is writing
+   * are not in it until the model is published: its reservation covers them.
+   */
   async usedBytes(): Promise<number> {
-    return (await diskUsage(this.root)).bytes;
+    if (!this.usage.isReconciled || (await this.readUsageStamp()) !== this.usageStampSeen) await this.reconcileUsage();
+    return this.usage.bytes;
+  }
+
+  /** Walk the cache and set the running account to what is on disk (start-up, `cache gc`). */
+  async reconcileUsage(): Promise<number> {
+    const stamp = await this.readUsageStamp();
+    this.sharedByInode.clear();
+    this.countedBlobs.clear();
+    const bytes = await this.usage.reconcile([this.content.blobsDir, this.content.ingestDir, this.modelsDir, this.filesDir, this.tmpDir], (path, stat) => {
+      const dir = dirname(path);
+      if (dir === this.filesDir) this.sharedByInode.set(inodeId(stat), path);
+      else if (dir === this.content.blobsDir) this.countedBlobs.add(basename(path));
+    });
+    this.usageStampSeen = stamp;
+    return bytes;
+  }
+
+  /**
+   * Tell other processes on this cache root (the node plugin) that it changed under them:
+   * their account reconciles at its next use. `cache gc` calls it after its removals.
+   */
+  async stampUsageChanged(): Promise<void> {
+    await writeFileAtomic(join(this.root, 'state', USAGE_STAMP), `${JSON.stringify({ pid: process.pid, at: new Date().toISOString() })}\n`);
+    this.usageStampSeen = await this.readUsageStamp();
+  }
+
+  private async readUsageStamp(): Promise<string | undefined> {
+    const stat = await lstat(join(this.root, 'state', USAGE_STAMP)).catch(() => undefined);
+    return stat === undefined ? undefined : `${inodeId(stat)}:${stat.mtimeMs}`;
+  }
+
+  /** A model just renamed into models/: count its tree and the blobs its pull added. */
+  private async countPublished(target: string): Promise<void> {
+    if (!this.usage.isReconciled) return;
+    await this.usage.addTree(target);
+    for (const digest of await this.content.listBlobs()) {
+      const hex = digest.slice('sha256:'.length);
+      if (this.countedBlobs.has(hex)) continue;
+      await this.usage.addPath(join(this.content.blobsDir, hex));
+      this.countedBlobs.add(hex);
+    }
   }
 
   /**
@@ -267,6 +348,8 @@ export class ModelStore {
       }
       try {
         await link(path, join(this.filesDir, hex));
+        const offered = await lstat(path).catch(() => undefined);
+        if (offered) this.sharedByInode.set(inodeId(offered), join(this.filesDir, hex));
         return 'offered';
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
@@ -304,7 +387,11 @@ export class ModelStore {
   }
 
   private async writeRecord(record: ModelRecord): Promise<void> {
-    await writeFileAtomic(join(this.stateDir, `${keyToFileName(record.key)}.json`), `${JSON.stringify(record, null, 2)}\n`);
+    try {
+      await writeFileAtomic(join(this.stateDir, `${keyToFileName(record.key)}.json`), `${JSON.stringify(record, null, 2)}\n`);
+    } catch (err) {
+      throw classifyFsError(err, `recording model ${record.key}${record.reference ? ` (${record.reference})` : ''}`);
+    }
   }
 
   private async unlinkIfSingle(path: string): Promise<boolean> {
@@ -312,6 +399,9 @@ export class ModelStore {
       const info = await lstat(path);
       if (info.nlink > 1) return false;
       await rm(path, { force: true });
+      this.usage.drop(info);
+      this.sharedByInode.delete(inodeId(info));
+      if (dirname(path) === this.content.blobsDir) this.countedBlobs.delete(basename(path));
       return true;
     } catch {
       return false;
@@ -323,6 +413,7 @@ export class ModelStore {
       const info = await lstat(path);
       if (Date.now() - info.mtimeMs < staleMs) return false;
       await unsealDirectories(path);
+      if (this.usage.isReconciled) await this.usage.dropFreedIn(path);
       await rm(path, { recursive: true, force: true });
       return true;
     } catch {

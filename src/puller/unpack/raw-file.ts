@@ -1,5 +1,6 @@
 import { lutimes } from 'node:fs/promises';
 import { join } from 'node:path';
+import { classifyFsError } from '../../errors/fs-error.js';
 import type { ModelStore } from '../../store/model-store.js';
 import type { FileMetadata } from '../artifact.js';
 import { cachedFileMode } from './file-mode.js';
@@ -22,14 +23,14 @@ export async function placeRawLayer(options: {
 }): Promise<void> {
   const { root, path, where, metadata } = options;
   if (metadata?.mode !== undefined && metadata.mode & 0o6000) throw unsafeEntry(path, where, 'has the setuid or setgid bit in its file metadata');
-  await makeParents(root, path, where);
   const dest = join(root, path);
   const mode = cachedFileMode(metadata?.mode ?? 0o644);
   try {
+    await makeParents(root, path, where);
     await options.models.linkBlob(options.blobPath, dest, mode);
+    if (metadata?.mtime) await lutimes(dest, metadata.mtime, metadata.mtime);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw unsafeEntry(path, where, 'is a duplicate path (another layer or entry already wrote it)');
-    throw err;
+    throw classifyFsError(err, `placing ${where} at "${path}"`);
   }
-  if (metadata?.mtime) await lutimes(dest, metadata.mtime, metadata.mtime);
 }

@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { DriverError, isDriverError } from '../../errors/driver-error.js';
+import { cacheFsError } from '../../errors/fs-error.js';
 import type { LayerFormat } from '../media-types.js';
 import type { PathFilter } from '../selection.js';
 import { decompressorFor } from './decompress.js';
@@ -171,6 +172,13 @@ async function writeEntry(entry: Readable, target: string, path: string, where: 
   return position;
 }
 
+/**
+ * A failure while unpacking: the archive's fault (UNSUPPORTED_MEDIA_TYPE) unless it is the
+ * node's filesystem failing under a read of the blob or a write of an entry (full, read-only,
+ * refused, EIO): then it says so (fs-error.ts), since pushing the artifact again cannot help.
+ */
 function layerUnreadable(where: string, err: unknown): DriverError {
+  const local = cacheFsError(err, `unpacking ${where}`);
+  if (local) return local;
   return new DriverError('UNSUPPORTED_MEDIA_TYPE', `${where} is not a readable tar archive of its media type: ${(err as Error).message}`, { cause: err });
 }

@@ -1,4 +1,4 @@
-import { statSync, readFileSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { DriverError } from '../../errors/driver-error.js';
 import { lookupCredentials, parseDockerConfig, type Credential, type DockerConfigEntry } from './docker-config.js';
@@ -10,30 +10,36 @@ export interface RequestAuth {
 
 /**
  * Where credentials come from, in order: the per-call payload (a pod's pull secret), then
- * the node-wide docker config (`config.dockerConfig`), read at construction and again
- * whenever its mtime changes (a mounted Secret is updated in place by kubelet).
+ * the node-wide docker config (`config.dockerConfig`), read at the first look-up and again
+ * whenever its mtime changes (a mounted Secret is updated in place by kubelet). The file is
+ * stat'ed asynchronously on each look-up (a look-up is on the request path: no sync I/O
+ * there), and concurrent look-ups share one stat and one read.
  */
 export class CredentialStore {
   private nodeEntries: DockerConfigEntry[] = [];
   private nodeMtimeMs = -1;
+  private refreshing: Promise<void> | undefined;
   /** Parsed per-call payloads; a pod's secret is the same string on every publish. */
   private readonly payloadCache = new Map<string, DockerConfigEntry[]>();
 
   constructor(
     private readonly nodeConfigPath: string | undefined,
     private readonly logger: Logger,
-  ) {
-    this.refreshNodeConfig();
+  ) {}
+
+  private refreshNodeConfig(): Promise<void> {
+    if (this.nodeConfigPath === undefined) return Promise.resolve();
+    this.refreshing ??= this.reloadIfChanged(this.nodeConfigPath).finally(() => (this.refreshing = undefined));
+    return this.refreshing;
   }
 
-  private refreshNodeConfig(): void {
-    if (this.nodeConfigPath === undefined) return;
+  private async reloadIfChanged(path: string): Promise<void> {
     let mtimeMs: number;
     try {
-      mtimeMs = statSync(this.nodeConfigPath).mtimeMs;
+      mtimeMs = (await stat(path)).mtimeMs;
     } catch (err) {
       if (this.nodeMtimeMs !== -2) {
-        this.logger.warn({ path: this.nodeConfigPath, code: (err as NodeJS.ErrnoException).code }, 'node docker config not readable; pulling without node-wide credentials');
+        this.logger.warn({ path, code: (err as NodeJS.ErrnoException).code }, 'node docker config not readable; pulling without node-wide credentials');
       }
       this.nodeMtimeMs = -2;
       this.nodeEntries = [];
@@ -41,11 +47,11 @@ export class CredentialStore {
     }
     if (mtimeMs === this.nodeMtimeMs) return;
     try {
-      this.nodeEntries = parseDockerConfig(readFileSync(this.nodeConfigPath, 'utf8'), `docker config ${this.nodeConfigPath}`, 'CONFIG_INVALID');
-      this.logger.info({ path: this.nodeConfigPath, entries: this.nodeEntries.map((e) => e.key) }, 'loaded node docker config');
+      this.nodeEntries = parseDockerConfig(await readFile(path, 'utf8'), `docker config ${path}`, 'CONFIG_INVALID');
+      this.logger.info({ path, entries: this.nodeEntries.map((e) => e.key) }, 'loaded node docker config');
     } catch (err) {
       // Keep running with no node credentials; the message says what is wrong with the file.
-      this.logger.error({ path: this.nodeConfigPath, err: (err as Error).message }, 'node docker config ignored');
+      this.logger.error({ path, err: (err as Error).message }, 'node docker config ignored');
       this.nodeEntries = [];
     }
     this.nodeMtimeMs = mtimeMs;
@@ -65,13 +71,13 @@ export class CredentialStore {
    * The credential for `host/repository` (host as named in the reference, or a mirror's
    * host), or undefined for anonymous access. The per-call payload wins over the node file.
    */
-  lookup(host: string, repository: string, auth?: RequestAuth): Credential | undefined {
+  async lookup(host: string, repository: string, auth?: RequestAuth): Promise<Credential | undefined> {
     if (auth?.dockerConfigJson !== undefined && auth.dockerConfigJson !== '') {
       if (typeof auth.dockerConfigJson !== 'string') throw new DriverError('INVALID_SECRET', 'the pull secret payload is not a string');
       const fromCall = lookupCredentials(this.payloadEntries(auth.dockerConfigJson), host, repository);
       if (fromCall.length > 0) return fromCall[0];
     }
-    this.refreshNodeConfig();
+    await this.refreshNodeConfig();
     return lookupCredentials(this.nodeEntries, host, repository)[0];
   }
 }
