@@ -111,6 +111,7 @@ async function nodeServices(settings: Settings, kube: ApiServer, stops: Array<()
     budget: config.cacheBudget,
     store: models,
     pinned: (): Set<string> => new Set([...(node?.inUseModelKeys() ?? []), ...source.pullingKeys(), ...(warmer?.pinnedKeys() ?? [])]),
+    onEvicted: (key) => warmer?.evicted(key),
     metrics,
     logger,
   });

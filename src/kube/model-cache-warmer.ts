@@ -77,6 +77,22 @@ export class ModelCacheWarmer {
     return keys;
   }
 
+  /**
+   * The budget evicted `modelKey` (only unpinned models are evicted): the caches that held it
+   * no longer have it on this node, so their entries stop saying Ready. The model is warmed
+   * again at the next refresh, not now: pulling it back at once would evict the model it just
+   * made room for.
+   */
+  evicted(modelKey: string): void {
+    for (const [name, warm] of this.warms) {
+      if (warm.modelKey !== modelKey) continue;
+      warm.modelKey = undefined;
+      this.report(name, warm, 'Failed', {
+        message: `evicted from this node by the cache budget to make room for another model; warmed again at the next refresh; set pin: true to keep it`,
+      });
+    }
+  }
+
   stop(): void {
     for (const warm of this.warms.values()) warm.abort.abort();
     this.warms.clear();

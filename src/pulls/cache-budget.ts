@@ -39,8 +39,10 @@ export class CacheBudget {
     private readonly options: {
       budget: number | undefined;
       store: EvictableStore;
-      /** Model keys that must not be evicted: mounted by a volume or being pulled. */
+      /** Model keys that must not be evicted: mounted by a volume, being pulled, or pinned by a ModelCache. */
       pinned: () => Set<string>;
+      /** Told of every eviction (a ModelCache warm that held the model must stop saying Ready). */
+      onEvicted?: (key: string) => void;
       metrics: Metrics;
       logger: Logger;
     },
@@ -82,6 +84,7 @@ export class CacheBudget {
       logger.info({ model: model.key, sizeBytes: model.sizeBytes, for: description }, 'evicting least recently used model');
       await store.remove(model.key);
       metrics.evictions.inc();
+      this.options.onEvicted?.(model.key);
       await store.dropUnreferencedBlobs();
       used = await store.usedBytes();
     }

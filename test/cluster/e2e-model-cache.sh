@@ -227,6 +227,8 @@ for m in u1 u2 u3; do
   wait_entry "$m" "$SECOND_NODE" Ready >/dev/null
 done
 [ -d "$pinned_dir" ] || fail "the pinned model was evicted from the second plugin's cache"
+line=$(wait_entry u1 "$SECOND_NODE" Failed 'evicted from this node')
+log "u1 on $SECOND_NODE after its eviction: $(printf '%s' "$line" | cut -f2,4)"
 evictions=$(grep -c 'evicting least recently used model' "$WORK/second.log" || true)
 [ "$evictions" -ge 2 ] || fail "expected the budget to evict unpinned models (u1, u2), saw $evictions evictions"
 log "pressure: $evictions unpinned models evicted on $SECOND_NODE, the pinned one stayed ($(second_models) models in its cache)"

@@ -192,3 +192,18 @@ test('an outage with nothing on the node for the tag is Failed with the registry
   assert.match(api.last('a')!.message!, /^UNAVAILABLE \(REGISTRY_UNAVAILABLE\): reg is not answering/);
   w.stop();
 });
+
+test('an unpinned model the budget evicts: its entry stops saying Ready (Failed, evicted) until the next refresh warms it again', async () => {
+  const source = new ScriptedSource({ 'reg/u:v1': [model('ku')], 'reg/o:v1': [model('ko')] });
+  const api = new RecordingApi();
+  const w = warmer(source, api);
+  w.sync([modelCache('u'), modelCache('o')], node);
+  await until(() => api.last('u')?.phase === 'Ready' && api.last('o')?.phase === 'Ready', 'Ready');
+  w.evicted('ku');
+  await w.flush();
+  assert.equal(api.last('u')!.phase, 'Failed');
+  assert.match(api.last('u')!.message!, /evicted from this node by the cache budget/);
+  assert.equal(api.last('o')!.phase, 'Ready', 'another model\'s cache is untouched');
+  assert.equal(source.requests.filter((r) => r.reference === 'reg/u:v1').length, 1, 'not pulled back at once');
+  w.stop();
+});
