@@ -53,10 +53,12 @@ export function serveCommand(mode: 'node' | 'controller'): (argv: string[]) => P
     if (mode === 'node') await prepareCacheRoot(settings.root);
 
     const kube = apiServerConfig(settings);
-    const stops: Array<() => void> = [];
+    // Background loops that talk to the API server start once CSI is served: start-up errors
+    // (a socket in use, say) stay one stderr line, and kubelet is answered first.
+    const background: Background = { starts: [], stops: [] };
     const services = {
-      ...(mode === 'node' ? await nodeServices(settings, kube, stops, metrics, logger) : {}),
-      ...(withController ? controllerServices(settings, kube, stops, metrics, logger) : {}),
+      ...(mode === 'node' ? await nodeServices(settings, kube, background, metrics, logger) : {}),
+      ...(withController ? controllerServices(settings, kube, background, metrics, logger) : {}),
     };
     const ready = mode === 'node' ? () => cacheRootUsable(settings.root) : async () => true;
     let registration: RunningRegistration | undefined;
@@ -78,13 +80,14 @@ export function serveCommand(mode: 'node' | 'controller'): (argv: string[]) => P
     if (mode === 'node' && settings.registration !== undefined) {
       registration = await startPluginRegistration({ ...settings.registration, logger });
     }
+    for (const start of background.starts) start();
 
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
       process.once('SIGTERM', resolve);
       process.once('SIGINT', resolve);
     });
     logger.info({ signal }, 'shutting down: no new calls, waiting for running ones');
-    for (const stop of stops) stop();
+    for (const stop of background.stops) stop();
     await registration?.stop();
     await csi.shutdown(SHUTDOWN_GRACE_MS);
     if (metricsServer) await new Promise((resolve) => metricsServer.server.close(resolve));
@@ -95,8 +98,13 @@ export function serveCommand(mode: 'node' | 'controller'): (argv: string[]) => P
 }
 
 type ApiServer = ReturnType<typeof apiServerConfig>;
+/** What runs beside the CSI services: started after the socket serves, stopped at shutdown. */
+interface Background {
+  starts: Array<() => void>;
+  stops: Array<() => void>;
+}
 
-async function nodeServices(settings: Settings, kube: ApiServer, stops: Array<() => void>, metrics: Metrics, logger: Logger): Promise<Partial<Record<CsiServiceName, CsiHandlers>>> {
+async function nodeServices(settings: Settings, kube: ApiServer, background: Background, metrics: Metrics, logger: Logger): Promise<Partial<Record<CsiServiceName, CsiHandlers>>> {
   const { config, root } = settings;
   const { content, models } = await openCache(root, { logger, directWrites: config.directWrites });
   const client = new RegistryClient({ config, logger, metrics });
@@ -147,9 +155,10 @@ async function nodeServices(settings: Settings, kube: ApiServer, stops: Array<()
       api: { pullSecret: (ref) => api.pullSecret(ref), applyNodeStatus: (cache, entry) => api.applyNodeStatus(cache, nodeName, entry) },
       logger,
     });
-    stops.push(startModelCacheWarming({ api, warmer, nodeName, logger }).stop);
+    const started = warmer;
+    background.starts.push(() => background.stops.push(startModelCacheWarming({ api, warmer: started, nodeName, logger }).stop));
   } else {
-    logger.info({ reason: 'unavailable' in kube ? kube.unavailable : 'modelCache.enabled is false' }, 'ModelCache warming is off');
+    background.starts.push(() => logger.info({ reason: 'unavailable' in kube ? kube.unavailable : 'modelCache.enabled is false' }, 'ModelCache warming is off'));
   }
   return { Node: node.handlers() };
 }
@@ -159,10 +168,11 @@ function podEventSink(settings: Settings, kube: ApiServer, logger: Logger): Even
   return 'unavailable' in kube ? new NoEventSink(logger, kube.unavailable) : new KubeEventSink(kube, settings.nodeId, logger);
 }
 
-function controllerServices(settings: Settings, kube: ApiServer, stops: Array<() => void>, metrics: Metrics, logger: Logger): Partial<Record<CsiServiceName, CsiHandlers>> {
+function controllerServices(settings: Settings, kube: ApiServer, background: Background, metrics: Metrics, logger: Logger): Partial<Record<CsiServiceName, CsiHandlers>> {
   const client = new RegistryClient({ config: settings.config, logger, metrics });
   if (settings.config.modelCache.enabled && !('unavailable' in kube)) {
-    stops.push(startModelCacheSummaries({ api: new ModelCacheApi(kube, logger), driverName: DRIVER_NAME, logger }).stop);
+    const api = new ModelCacheApi(kube, logger);
+    background.starts.push(() => background.stops.push(startModelCacheSummaries({ api, driverName: DRIVER_NAME, logger }).stop));
   }
   return { Controller: new ControllerService(new RegistryModelResolver(client)).handlers() };
 }

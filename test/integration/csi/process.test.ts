@@ -47,7 +47,12 @@ test('SIGTERM stops the server, removes the socket and exits 0', async () => {
 
 test('a stale socket is removed at start; a live one is refused with one clear line', async () => {
   const first = await startDriver('node', nodeArgs('shared'));
-  await failsWithOneLine(nodeArgs('shared', join(work, 'other-root')), /another live process serves .*shared\.sock/);
+  try {
+    await failsWithOneLine(nodeArgs('shared', join(work, 'other-root')), /another live process serves .*shared\.sock/);
+  } catch (err) {
+    await stopDriver(first, 'SIGKILL'); // a failed check must not leave the driver (and this file) running
+    throw err;
+  }
   assert.equal(await stopDriver(first, 'SIGKILL'), 'SIGKILL');
   assert.ok((await stat(join(work, 'shared.sock'))).isSocket(), 'the killed driver left a stale socket');
   const second = await startDriver('node', nodeArgs('shared'));
