@@ -12,6 +12,7 @@ CSI_SANITY_VERSION=v5.6.0
 ORAS_VERSION=v1.3.6
 CRANE_VERSION=v0.22.1
 HELM_VERSION=v3.22.0
+COSIGN_VERSION=v2.6.5
 
 apt_packages=(docker-registry skopeo zstd shellcheck apache2-utils util-linux util-linux-extra mount curl ca-certificates openssl)
 missing=()
@@ -38,5 +39,6 @@ go_tool csi-sanity github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity "$CSI_SA
 go_tool oras oras.land/oras/cmd/oras "$ORAS_VERSION"
 go_tool crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION"
 go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+go_tool cosign github.com/sigstore/cosign/v2/cmd/cosign "$COSIGN_VERSION"
 
 npm ci --no-audit --no-fund

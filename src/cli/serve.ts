@@ -32,6 +32,8 @@ import { formatReference, parseReference } from '../registry/reference.js';
 import { RegistryClient } from '../registry/registry-client.js';
 import { DRIVER_NAME } from './package-info.js';
 import { openCache } from '../store/open-cache.js';
+import { SignaturePolicy } from '../verify/signature-policy.js';
+import { SignatureVerifier } from '../verify/signature-verifier.js';
 
 /** In-flight calls get this long to finish after SIGTERM before they are cut. */
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -106,8 +108,11 @@ interface Background {
 
 async function nodeServices(settings: Settings, kube: ApiServer, background: Background, metrics: Metrics, logger: Logger): Promise<Partial<Record<CsiServiceName, CsiHandlers>>> {
   const { config, root } = settings;
+  // Key files are read here, once: a bad one stops start-up (CONFIG_INVALID) before the socket opens.
+  const policy = SignaturePolicy.load(config.verify);
   const { content, models } = await openCache(root, { logger, directWrites: config.directWrites });
   const client = new RegistryClient({ config, logger, metrics });
+  const events = new PullEvents(podEventSink(settings, kube, logger));
   const puller = new ModelPuller({ client, store: content, models, config, logger, metrics });
   // Never evict what a volume mounts, a pull is writing or a ModelCache pins. `node` and
   // `warmer` are assigned below; the budget only asks once a pull starts, after start-up.
@@ -129,7 +134,8 @@ async function nodeServices(settings: Settings, kube: ApiServer, background: Bac
     models,
     tags: new TagCache(root),
     grants: new AccessGrants(root, logger),
-    events: new PullEvents(podEventSink(settings, kube, logger)),
+    events,
+    signatures: policy.empty ? undefined : new SignatureVerifier({ policy, client, events }),
     budget,
     metrics,
     logger,

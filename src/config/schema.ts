@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseQuantity } from './quantity.js';
+import { repositoryGlobProblem } from '../verify/repository-glob.js';
 
 /**
  * The YAML config file (`--config` / MODEL_CSI_CONFIG). Every key is optional; unknown keys
@@ -27,6 +28,22 @@ const quantity = z
     }
   });
 
+/**
+ * One rule of the signature policy (src/verify/signature-policy.ts): a glob over
+ * `host[:port]/repository` and the public keys (PEM files) one of which must have signed the
+ * manifest. `keys: []` matches without checking (an exemption ahead of a wider rule). The key
+ * files are read once, at start-up, by SignaturePolicy.load.
+ */
+const verifyRuleSchema = z
+  .object({
+    match: z.string().min(1).superRefine((glob, ctx) => {
+      const problem = repositoryGlobProblem(glob);
+      if (problem !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+    }),
+    keys: z.array(z.string().min(1).refine((path) => path.startsWith('/'), 'a key file must be an absolute path')),
+  })
+  .strict();
+
 export const configFileSchema = z
   .object({
     /** LRU eviction of unused models above this many bytes (`500Gi`). Unset: no budget. */
@@ -45,6 +62,8 @@ export const configFileSchema = z
      * Must stay well under kubelet's 2-minute call deadline.
      */
     publishWaitSeconds: z.number().min(0).max(110).default(60),
+    /** Signature policy: rules in order, the first whose glob matches a reference applies. */
+    verify: z.array(verifyRuleSchema).default([]),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
     /**
      * ModelCache resources (kube/model-cache*.ts): node plugins warm and pin what selects their
@@ -56,3 +75,4 @@ export const configFileSchema = z
 
 export type ConfigFile = z.output<typeof configFileSchema>;
 export type RegistryConfig = z.output<typeof registrySchema>;
+export type VerifyRule = z.output<typeof verifyRuleSchema>;

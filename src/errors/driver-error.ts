@@ -32,6 +32,15 @@ export const ErrorCodes = {
   UNSAFE_PATH: GrpcStatus.FAILED_PRECONDITION,
   UNSAFE_ENTRY: GrpcStatus.FAILED_PRECONDITION,
   SUBPATH_NOT_FOUND: GrpcStatus.FAILED_PRECONDITION,
+  // Signature policy (src/verify/): the artifact, not the caller, lacks what the policy
+  // asks, and only a change to the artifact (sign it, or move the tag back) lifts it —
+  // FAILED_PRECONDITION. PERMISSION_DENIED stays for the registry refusing the caller.
+  SIGNATURE_MISSING: GrpcStatus.FAILED_PRECONDITION,
+  SIGNATURE_UNTRUSTED: GrpcStatus.FAILED_PRECONDITION,
+  SIGNATURE_DIGEST_MISMATCH: GrpcStatus.FAILED_PRECONDITION,
+  SIGNATURE_REPOSITORY_MISMATCH: GrpcStatus.FAILED_PRECONDITION,
+  SIGNATURE_MALFORMED: GrpcStatus.FAILED_PRECONDITION,
+  SIGNATURE_TAG_MOVED: GrpcStatus.FAILED_PRECONDITION,
   // Node and cache
   PULL_IN_PROGRESS: GrpcStatus.UNAVAILABLE,
   NO_SPACE: GrpcStatus.RESOURCE_EXHAUSTED,

@@ -62,8 +62,14 @@ export class PullEvents {
     this.pulls.delete(key);
     if (pull === undefined) return;
     for (const { pod } of pull.pods.values()) {
-      this.sink.emit(pod, { type: 'Warning', reason: 'PullFailed', message: `Pulling ${pull.reference} failed: ${error.code}: ${error.message}` });
+      this.sink.emit(pod, pullFailed(pull.reference, error));
     }
+  }
+
+  /** `pod` was refused `reference` before any pull began (the signature policy): one PullFailed, as a failed pull tells. */
+  refused(pod: PodRef | undefined, reference: string, error: { code: string; message: string }): void {
+    if (pod === undefined) return;
+    this.sink.emit(pod, pullFailed(reference, error));
   }
 
   /** `pod` got `key` from the node cache: told once, unless it was told of the pull that brought it. */
@@ -90,4 +96,8 @@ export class PullEvents {
     if (this.told.size >= TOLD_LIMIT) this.told.delete(this.told.values().next().value!);
     this.told.add(`${pod.uid}\0${key}`);
   }
+}
+
+function pullFailed(reference: string, error: { code: string; message: string }) {
+  return { type: 'Warning', reason: 'PullFailed', message: `Pulling ${reference} failed: ${error.code}: ${error.message}` } as const;
 }

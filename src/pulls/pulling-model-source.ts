@@ -13,6 +13,7 @@ import { credentialHash, type AccessGrants } from './access-grants.js';
 import type { CacheBudget } from './cache-budget.js';
 import { PullTracker, waitForJob, type PullProgress } from './pull-tracker.js';
 import type { TagCache } from './tag-cache.js';
+import type { SignatureVerifier } from '../verify/signature-verifier.js';
 
 /**
  * The ModelSource of the product: resolve the reference, serve the model from the node cache
@@ -36,6 +37,8 @@ export class PullingModelSource implements ModelSource {
       events: PullEvents;
       metrics: Metrics;
       logger: Logger;
+      /** The signature policy (verify/): checked once the digest is known, before the cache and any pull. */
+      signatures?: SignatureVerifier;
     },
   ) {}
 
@@ -46,6 +49,7 @@ export class PullingModelSource implements ModelSource {
     const digest = await this.digestFor(reference, request.pullPolicy, caller);
     const key = modelKeyFor(digest, request.include, request.exclude);
     const log = options.log.child({ reference: request.reference, digest });
+    await this.deps.signatures?.check(reference, digest, { auth, log, pod: request.pod });
     const pinned: Reference = { registry: reference.registry, repository: reference.repository, digest };
     // What is already on the node (or on its way) is shared only with callers the registry
     // would let pull it themselves (access-grants.ts).

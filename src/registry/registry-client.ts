@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import type { Logger } from 'pino';
 import type { ConfigFile } from '../config/schema.js';
-import { DriverError } from '../errors/driver-error.js';
+import { DriverError, isDriverError } from '../errors/driver-error.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { piecePool } from '../fs/piece-pool.js';
 import { Authenticator } from './auth/authenticator.js';
@@ -11,7 +11,7 @@ import { CredentialStore, type RequestAuth } from './auth/credentials.js';
 import { TokenCache } from './auth/token-cache.js';
 import { isAbort, parseRetryAfter, statusError, type Target } from './http-errors.js';
 import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, nodePlatform, parseManifest, selectFromIndex, type Platform } from './manifest.js';
-import type { Descriptor, ResolvedManifest } from './oci-types.js';
+import { MediaTypes, type Descriptor, type ImageIndex, type ResolvedManifest } from './oci-types.js';
 import { apiHost, formatReference, manifestReference, type Reference } from './reference.js';
 import { RegistryHttp, type Endpoint, type SendResult } from './registry-http.js';
 import { DEFAULT_RETRY, Retrier, type RetryPolicy } from './retry.js';
@@ -38,7 +38,7 @@ export const MAX_SMALL_BLOB_BYTES = MAX_MANIFEST_BYTES;
 const LARGE_BLOB_BYTES = 8 * 2 ** 20;
 const MAX_INDEX_DEPTH = 2;
 
-interface FetchedManifest {
+export interface FetchedManifest {
   bytes: Buffer;
   digest: string;
   contentType: string | undefined;
@@ -165,6 +165,58 @@ export class RegistryClient {
       throw new DriverError('DIGEST_MISMATCH', `blob ${desc.digest} of ${formatReference(ref)} arrived with digest ${digest}; nothing was kept`, { retryable: true });
     }
     return Buffer.concat(chunks);
+  }
+
+  /**
+   * A manifest by tag or digest, as received (no index → platform step), or undefined when
+   * the repository has none: for tags that most manifests lack (cosign's `sha256-<hex>.sig`,
+   * the referrers tag schema).
+   */
+  async fetchManifestIfPresent(ref: Reference, reference: string, opts: { auth?: RequestAuth; signal?: AbortSignal } = {}): Promise<FetchedManifest | undefined> {
+    try {
+      return await this.fetchManifest(ref, reference, opts);
+    } catch (err) {
+      if (isDriverError(err, 'MANIFEST_NOT_FOUND')) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * distribution-spec "Listing Referrers" (`GET /v2/<name>/referrers/<digest>`): the index of
+   * the manifests whose `subject` is `digest`, or undefined when the registry does not serve
+   * the API — it answers 404, which a registry that serves it MUST NOT; the caller then reads
+   * the referrers tag schema (`sha256-<hex>`) instead.
+   */
+  async referrers(ref: Reference, digest: string, opts: { auth?: RequestAuth; signal?: AbortSignal } = {}): Promise<ImageIndex | undefined> {
+    const target: Target = { registry: ref.registry, repository: ref.repository };
+    const where = `referrers of ${ref.registry}/${ref.repository}@${digest}`;
+    return this.acrossEndpoints(ref, opts, 'listing the referrers of', async (endpoint) => {
+      const { res } = await this.http.send(endpoint, `/v2/${ref.repository}/referrers/${digest}`, {
+        headers: { accept: MediaTypes.ociIndex },
+        ...this.sendContext(ref, endpoint, 'listing the referrers of', opts.signal),
+      });
+      if (res.statusCode === 404) {
+        await res.body.dump();
+        return undefined;
+      }
+      if (res.statusCode !== 200) {
+        await res.body.dump();
+        throw statusError(res.statusCode, target, endpoint.host, {}, parseRetryAfter(res.headers['retry-after']));
+      }
+      const chunks: Buffer[] = [];
+      let total = 0;
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        total += chunk.length;
+        if (total > MAX_MANIFEST_BYTES) {
+          res.body.destroy();
+          throw tooLarge(where, total);
+        }
+        chunks.push(chunk);
+      }
+      const parsed = parseManifest(Buffer.concat(chunks), MediaTypes.ociIndex, where);
+      if (parsed.kind !== 'index') throw new DriverError('REGISTRY_PROTOCOL', `registry ${endpoint.host} answered the ${where} with a manifest, not an index`, { retryable: false });
+      return parsed.index;
+    });
   }
 
   async close(): Promise<void> {
