@@ -3,7 +3,9 @@
 // a ModelPack model pushed to it, the node plugin from dist/main.js on its unix socket, real
 // bind mounts. One warm-up publish pulls the model; then each series publishes to a new target
 // per call (timed: the gRPC call from request to OK, as kubelet sees it), checks the target is
-// a mount point (untimed), and unpublishes it (timed separately).
+// a mount point (untimed), and unpublishes it (timed separately). A second model, signed by
+// the real cosign and covered by a `verify` rule, is timed beside it: the signature policy's
+// cost on a warm publish (the verification is remembered, so none should show).
 //
 // usage: npm run build && node --import tsx bench/publish-bench.ts   (root: it mounts)
 // env: BENCH_PUBLISHES (default 100), BENCH_ALWAYS_PUBLISHES (default 20), BENCH_VERBOSE=1
@@ -14,6 +16,7 @@ import { cpus, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRegistry, type TestRegistry } from '../test/helpers/registry.js';
 import { callCsi, closeClients, csiClients, startDriver, stopDriver, type CsiClients, type DriverProcess } from '../test/helpers/driver-process.js';
+import { generateKeyPair, sign } from '../test/helpers/cosign.js';
 
 const repoRoot = new URL('..', import.meta.url).pathname;
 const publishes = Number(process.env['BENCH_PUBLISHES'] ?? 100);
@@ -74,8 +77,22 @@ async function main(): Promise<void> {
     if (!digest) throw new Error(`push printed no digest: ${pushed.stdout}`);
     const byDigest = `${registry.host}/bench/publish@${digest}`;
 
+    // The same files under another config.json (so another digest), signed with a cosign key
+    // pair (classic .sig tag, no transparency log); the rule covers only this repository.
+    const signedDir = join(work, 'signed-model');
+    mkdirSync(signedDir);
+    for (const [name, content] of Object.entries(files)) writeFileSync(join(signedDir, name), name === 'config.json' ? JSON.stringify({ architectures: ['BenchSigned'] }) : content);
+    const signedTag = `${registry.host}/bench/signed:v1`;
+    const pushedSigned = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'scripts/demo/push-model.ts'), signedDir, signedTag], { encoding: 'utf8' });
+    const signedDigest = /@(sha256:[0-9a-f]{64})\s*$/.exec(pushedSigned.stdout)?.[1];
+    if (pushedSigned.status !== 0 || !signedDigest) throw new Error(`push of the signed model failed: ${pushedSigned.stderr}`);
+    const key = generateKeyPair(work, 'bench');
+    sign(work, `${registry.host}/bench/signed@${signedDigest}`, key);
+    const configPath = join(work, 'config.yaml');
+    writeFileSync(configPath, JSON.stringify({ verify: [{ match: `${registry.host}/bench/signed`, keys: [key.pub] }] }));
+
     const endpoint = `unix://${join(work, 'csi.sock')}`;
-    driver = await startDriver('node', ['--endpoint', endpoint, '--root', root, '--node-id', 'bench']);
+    driver = await startDriver('node', ['--endpoint', endpoint, '--root', root, '--node-id', 'bench', '--config', configPath]);
     clients = csiClients(endpoint);
     const node = clients.node;
 
@@ -111,19 +128,22 @@ async function main(): Promise<void> {
 
     // Warm-up: the one pull (kubelet would retry UNAVAILABLE while it runs; 16 MiB on loopback
     // finishes within publishWaitSeconds, so one call is enough, but retry to be safe).
-    const warmStarted = process.hrtime.bigint();
-    let warmMs = 0;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const first = await publish(byTag);
-        warmMs = ms(warmStarted);
-        await unpublish(first.id, first.target);
-        break;
-      } catch (err) {
-        if ((err as { code?: number }).code !== 14 || attempt > 60) throw err;
-        await new Promise((r) => setTimeout(r, 500));
+    const warmUp = async (reference: string): Promise<number> => {
+      const warmStarted = process.hrtime.bigint();
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const first = await publish(reference);
+          const elapsed = ms(warmStarted);
+          await unpublish(first.id, first.target);
+          return elapsed;
+        } catch (err) {
+          if ((err as { code?: number }).code !== 14 || attempt > 60) throw err;
+          await new Promise((r) => setTimeout(r, 500));
+        }
       }
-    }
+    };
+    const warmMs = await warmUp(byTag);
+    const warmSignedMs = await warmUp(signedTag);
 
     const runSeries = async (name: string, reference: string, count: number, attributes: Record<string, string> = {}): Promise<Series> => {
       const series: Series = { name, publish: [], unpublish: [] };
@@ -143,13 +163,15 @@ async function main(): Promise<void> {
       await runSeries('by tag, IfNotPresent (default)', byTag, publishes),
       await runSeries('by digest', byDigest, publishes),
       await runSeries('by tag, pullPolicy: Always', byTag, alwaysPublishes, { [`${PREFIX}pullPolicy`]: 'Always' }),
+      await runSeries('signed, verified (cosign key), by tag', signedTag, publishes),
+      await runSeries('signed, verified (cosign key), by digest', `${registry.host}/bench/signed@${signedDigest}`, publishes),
     ];
 
     const [fstype, size, source] = spawnSync('df', ['--output=fstype,size,source', work], { encoding: 'utf8' }).stdout.trim().split('\n').at(-1)?.trim().split(/\s+/) ?? [];
     const disk = `${source} ${fstype} ${(Number(size) / 2 ** 20).toFixed(0)} GiB`;
     console.log(`\npublish → mounted for a cached model (${Object.keys(files).length} files, ${(modelBytes / 2 ** 20).toFixed(1)} MiB), node plugin from dist/main.js, docker-registry on loopback`);
     console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, disk ${disk}, node ${process.version}`);
-    console.log(`warm-up publish (the pull, by tag): ${warmMs.toFixed(0)} ms. Each timed publish goes to a new target and is unpublished before the next; times are the NodePublishVolume / NodeUnpublishVolume calls over the unix socket, in ms (p99 of 20 is the max)\n`);
+    console.log(`warm-up publish (the pull, by tag): ${warmMs.toFixed(0)} ms; of the signed model (the pull and its first verification): ${warmSignedMs.toFixed(0)} ms. Each timed publish goes to a new target and is unpublished before the next; times are the NodePublishVolume / NodeUnpublishVolume calls over the unix socket, in ms (p99 of 20 is the max)\n`);
     console.log('| series | call | n | min | p50 | p99 | max | mean |');
     console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const s of all) {

@@ -18,6 +18,8 @@ export interface CountingProxy {
   /** Body bytes sent per blob digest. */
   blobBytes: Map<string, number>;
   manifestGets: number;
+  /** Every request of any kind (manifests, blobs, referrers, token-less pings). */
+  requests: number;
   /** Bytes per second for blob bodies; 0 = unlimited. */
   rate: number;
   /** Milliseconds each manifest request is held before it is forwarded; 0 = none. */
@@ -58,6 +60,7 @@ export async function startCountingProxy(upstream: string, options: CountingProx
     blobGets: new Map(),
     blobBytes: new Map(),
     manifestGets: 0,
+    requests: 0,
     rate: options.rate ?? 0,
     manifestDelayMs: 0,
     blobStatus: 0,
@@ -69,6 +72,7 @@ export async function startCountingProxy(upstream: string, options: CountingProx
       proxy.blobGets.clear();
       proxy.blobBytes.clear();
       proxy.manifestGets = 0;
+      proxy.requests = 0;
       proxy.blobRequests.length = 0;
     },
     down: async () => {
@@ -98,6 +102,7 @@ export async function startCountingProxy(upstream: string, options: CountingProx
       proxy.blobGets.set(blob, (proxy.blobGets.get(blob) ?? 0) + 1);
       proxy.blobRequests.push({ digest: blob, range: typeof req.headers.range === 'string' ? req.headers.range : undefined });
     }
+    proxy.requests++;
     if (req.method === 'GET' && path.includes('/manifests/')) proxy.manifestGets++;
     if (path.includes('/manifests/') && proxy.manifestDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, proxy.manifestDelayMs));
     if (blob && req.method === 'GET' && proxy.blobStatus !== 0) {

@@ -191,6 +191,15 @@ for (const [label, { args, kubeletDir, cacheRoot }] of Object.entries(renders)) 
         const source = one(objects, 'ConfigMap', ca.volume.configMap!.name) as K8sObject & { data: Record<string, string> };
         assert.match(source.data[ca.rest] ?? '', /BEGIN CERTIFICATE/, `registries.${host}.ca points at a mounted PEM`);
       }
+      if (label === 'full') assert.deepEqual(config.verify.map((rule) => rule.match), ['harbor.example.com/experimental/*', 'harbor.example.com/models/**']);
+      for (const [i, rule] of config.verify.entries()) {
+        for (const path of rule.keys) {
+          const key = mountHolding(node, driver, path);
+          const source = one(objects, 'ConfigMap', key.volume.configMap!.name) as K8sObject & { data: Record<string, string> };
+          assert.match(source.data[key.rest] ?? '', /BEGIN PUBLIC KEY/, `verify[${i}].keys points at a mounted public key, from a ConfigMap (not a secret)`);
+          assert.equal(driver.volumeMounts!.find((m) => m.name === key.volume.name)?.readOnly, true);
+        }
+      }
     });
 
     test('no credentials in any ConfigMap; the docker config only in a kubernetes.io/dockerconfigjson Secret', () => {
@@ -396,6 +405,9 @@ describe('values.schema.json and template checks refuse bad values', () => {
     ['a StorageClass without a reference', ['--set', 'storageClasses[0].name=x'], /reference/],
     ['both auth sources', ['--set', 'auth.existingSecret=a', '--set', 'auth.dockerconfigjson=b'], /existingSecret or dockerconfigjson/],
     ['a registry CA naming no customCA key', ['--set', 'registries.h\\.io.ca=missing.pem'], /customCA/],
+    ['a verify key naming no verifyKeys key', ['--set', 'verify[0].match=h.io/**', '--set', 'verify[0].keys[0]=release.pub'], /verifyKeys is empty/],
+    ['a typo in a verify rule', ['--set', 'verify[0].match=h.io/**', '--set', 'verify[0].key[0]=/k.pub'], /key/],
+    ['two verify key sources', ['--set', 'verifyKeys.existingSecret=a', '--set', 'verifyKeys.existingConfigMap=b'], /verifyKeys: set one of/],
   ];
   for (const [what, args, message] of refused) {
     test(`${what} fails helm template`, () => {

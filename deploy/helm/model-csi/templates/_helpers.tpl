@@ -51,6 +51,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "model-csi.configDir" -}}/etc/model-csi/config{{- end }}
 {{- define "model-csi.dockerConfigDir" -}}/etc/model-csi/docker{{- end }}
 {{- define "model-csi.caDir" -}}/etc/model-csi/ca{{- end }}
+{{- define "model-csi.keysDir" -}}/etc/model-csi/keys{{- end }}
 
 {{- define "model-csi.authSecretName" -}}
 {{- if .Values.auth.existingSecret -}}
@@ -64,6 +65,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if or .Values.auth.existingSecret .Values.auth.dockerconfigjson }}true{{ end -}}
 {{- end }}
 
+{{- define "model-csi.hasVerifyKeys" -}}
+{{- if or .Values.verifyKeys.publicKeys .Values.verifyKeys.existingConfigMap .Values.verifyKeys.existingSecret }}true{{ end -}}
+{{- end }}
+
 {{- define "model-csi.hasCA" -}}
 {{- if or .Values.customCA.certificates .Values.customCA.existingConfigMap .Values.customCA.existingSecret }}true{{ end -}}
 {{- end }}
@@ -71,7 +76,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/*
 The driver's config file (src/config/schema.ts). Only non-secret settings: credentials are
 referenced by path (dockerConfig), never inlined. A registry's relative `ca` names a key of
-customCA and becomes its mounted path.
+customCA and becomes its mounted path; so does a relative `verify[].keys` entry, a key of
+verifyKeys.
 */}}
 {{- define "model-csi.configFile" -}}
 {{- $config := dict "maxConcurrentDownloads" .Values.maxConcurrentDownloads "directWrites" .Values.directWrites "publishWaitSeconds" .Values.publishWaitSeconds "logLevel" .Values.logLevel "modelCache" (dict "enabled" .Values.modelCache.enabled) -}}
@@ -92,6 +98,17 @@ customCA and becomes its mounted path.
 {{- if $registries }}
 {{- $_ := set $config "registries" $registries }}
 {{- end }}
+{{- $verify := list }}
+{{- range .Values.verify }}
+{{- $keys := list }}
+{{- range .keys }}
+{{- $keys = append $keys (ternary . (printf "%s/%s" (include "model-csi.keysDir" $) .) (hasPrefix "/" .)) }}
+{{- end }}
+{{- $verify = append $verify (dict "match" .match "keys" $keys) }}
+{{- end }}
+{{- if $verify }}
+{{- $_ := set $config "verify" $verify }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
 
@@ -106,6 +123,23 @@ customCA and becomes its mounted path.
 {{- if .Values.customCA.existingSecret }}{{ $ca = add1 $ca }}{{ end }}
 {{- if gt $ca 1 }}
 {{- fail "customCA: set one of certificates, existingConfigMap, existingSecret" }}
+{{- end }}
+{{- $keySources := 0 }}
+{{- if .Values.verifyKeys.publicKeys }}{{ $keySources = add1 $keySources }}{{ end }}
+{{- if .Values.verifyKeys.existingConfigMap }}{{ $keySources = add1 $keySources }}{{ end }}
+{{- if .Values.verifyKeys.existingSecret }}{{ $keySources = add1 $keySources }}{{ end }}
+{{- if gt $keySources 1 }}
+{{- fail "verifyKeys: set one of publicKeys, existingConfigMap, existingSecret" }}
+{{- end }}
+{{- range $i, $rule := .Values.verify }}
+{{- range $rule.keys }}
+{{- if and (not (hasPrefix "/" .)) (not (include "model-csi.hasVerifyKeys" $)) }}
+{{- fail (printf "verify[%d].keys names %q, a verifyKeys key, but verifyKeys is empty" $i .) }}
+{{- end }}
+{{- if and (not (hasPrefix "/" .)) $.Values.verifyKeys.publicKeys (not (hasKey $.Values.verifyKeys.publicKeys .)) }}
+{{- fail (printf "verify[%d].keys names %q, which is not a key of verifyKeys.publicKeys" $i .) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- range $host, $registry := .Values.registries }}
 {{- if and $registry.ca (not (hasPrefix "/" $registry.ca)) (not (include "model-csi.hasCA" $)) }}
