@@ -1,12 +1,13 @@
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { DriverError } from '../errors/driver-error.js';
+import { verifyEd25519 } from './ed25519ph.js';
 
 /**
  * A public key of the signature policy, read from its PEM file once at start-up, and the
  * one check made with it. The algorithms are the ones cosign signs with for a key pair
- * (sigstore/sigstore pkg/signature LoadVerifier): ECDSA with ASN.1 DER signatures, RSA
- * PKCS#1 v1.5, and pure Ed25519.
+ * (sigstore/sigstore pkg/signature LoadDefaultSignerVerifier): ECDSA with ASN.1 DER
+ * signatures, RSA PKCS#1 v1.5, and Ed25519ph (cosign's choice for Ed25519 keys) or pure Ed25519.
  */
 export interface PublicKey {
   /** The file it came from, as configured: how messages and `inspect` name it. */
@@ -17,7 +18,7 @@ export interface PublicKey {
   verifies(signed: Buffer, signature: Buffer): boolean;
 }
 
-/** Hashes tried per key type: cosign v2 signs with SHA-256 whatever the curve; v3's defaults follow the curve. */
+/** Hashes tried per curve: cosign v2.6 signs P-384 with SHA-384 (the curve's default), older ones with SHA-256. */
 const HASHES: Record<string, readonly string[]> = {
   prime256v1: ['sha256'],
   secp384r1: ['sha256', 'sha384'],
@@ -42,7 +43,11 @@ export function loadPublicKey(path: string, where: string): PublicKey {
 
 function verifierFor(key: KeyObject, path: string, where: string): PublicKey['verifies'] {
   const type = key.asymmetricKeyType;
-  if (type === 'ed25519') return (signed, signature) => attempt(() => verify(null, signed, key, signature));
+  if (type === 'ed25519') {
+    const raw = Buffer.from(key.export({ format: 'jwk' }).x!, 'base64url');
+    // cosign signs Ed25519ph (ed25519ph.ts); other signers, pure Ed25519.
+    return (signed, signature) => attempt(() => verify(null, signed, key, signature)) || verifyEd25519(raw, signed, signature, { prehash: true });
+  }
   if (type === 'rsa') {
     if ((key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) {
       throw new DriverError('CONFIG_INVALID', `the RSA public key ${path} of ${where} is shorter than 2048 bits`);

@@ -1,6 +1,6 @@
 import { isDriverError } from '../errors/driver-error.js';
 import { parseManifest } from '../registry/manifest.js';
-import type { Descriptor, ImageIndex } from '../registry/oci-types.js';
+import type { Descriptor, ImageIndex, ImageManifest } from '../registry/oci-types.js';
 import type { Reference } from '../registry/reference.js';
 import type { RegistryClient, RequestAuth } from '../registry/registry-client.js';
 import { COSIGN_SIGN_PREDICATE, simpleSigningSubjects, statementSubjects, type SignedSubject } from './signed-claims.js';
@@ -37,6 +37,7 @@ export const SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
 export const SIMPLE_SIGNING_MEDIA_TYPE = 'application/vnd.dev.cosign.simplesigning.v1+json';
 const BUNDLE_MEDIA_TYPE_PREFIX = 'application/vnd.dev.sigstore.bundle';
 const PREDICATE_ANNOTATION = 'dev.sigstore.bundle.predicateType';
+const EMPTY_MEDIA_TYPE = 'application/vnd.oci.empty.v1+json';
 /** Signature payloads and bundles are a few KiB; anything far larger is not one. */
 const MAX_SIGNATURE_BLOB_BYTES = 1024 * 1024;
 /** A hostile registry could list thousands: the first ones are examined, the rest ignored. */
@@ -92,11 +93,12 @@ async function bundleSignatures(client: RegistryClient, ref: Reference, digest: 
       return [{ form: 'bundle', source: digestTag(digest), ok: false, problem: (err as Error).message }];
     }
   }
+  // go-containerregistry (cosign's writer) labels fallback-tag entries with the config's media
+  // type (the OCI empty descriptor), not the bundle's: such entries are read to find out.
   const candidates = index.manifests.filter(
     (entry) =>
-      entry.artifactType?.startsWith(BUNDLE_MEDIA_TYPE_PREFIX) === true &&
-      // Attestations (SBOM, provenance) are bundles too; only cosign's signature predicate, or an unlabelled bundle, is a signature.
-      (entry.annotations?.[PREDICATE_ANNOTATION] ?? COSIGN_SIGN_PREDICATE) === COSIGN_SIGN_PREDICATE,
+      (entry.artifactType === undefined || entry.artifactType === EMPTY_MEDIA_TYPE || entry.artifactType.startsWith(BUNDLE_MEDIA_TYPE_PREFIX)) &&
+      isSignaturePredicate(entry.annotations),
   );
   const found = await Promise.all(candidates.slice(0, MAX_PER_FORM).map((entry) => bundleSignature(client, ref, digest, entry, auth)));
   return found.filter((signature): signature is FoundSignature => signature !== undefined);
@@ -112,9 +114,12 @@ async function bundleSignature(client: RegistryClient, ref: Reference, digest: s
     const parsed = parseManifest(fetched.bytes, fetched.contentType, `referrer ${entry.digest}`);
     if (parsed.kind !== 'manifest') return fail('the referrer is an index, not a manifest');
     // The fallback tag is an ordinary, writable tag: the manifest itself must say what it refers to.
-    const subject = (parsed.manifest as { subject?: { digest?: unknown } }).subject;
-    if (subject?.digest !== digest) return fail(`the referrer's subject is ${String(subject?.digest)}, not ${digest}`);
-    layers = parsed.manifest.layers ?? [];
+    const manifest = parsed.manifest as ImageManifest & { subject?: { digest?: unknown } };
+    layers = manifest.layers ?? [];
+    const isBundle = manifest.artifactType?.startsWith(BUNDLE_MEDIA_TYPE_PREFIX) === true || layers.some((layer) => layer.mediaType.startsWith(BUNDLE_MEDIA_TYPE_PREFIX));
+    // Another kind of referrer (an SBOM, an attestation): not a signature, not a broken one.
+    if (!isBundle || !isSignaturePredicate(manifest.annotations)) return undefined;
+    if (manifest.subject?.digest !== digest) return fail(`the referrer's subject is ${String(manifest.subject?.digest)}, not ${digest}`);
   } catch (err) {
     return fail((err as Error).message);
   }
@@ -127,6 +132,11 @@ async function bundleSignature(client: RegistryClient, ref: Reference, digest: s
   const subjects = statementSubjects(envelope.payload);
   if (subjects === undefined) return undefined;
   return { form: 'bundle', source, ok: true, signed: preAuthEncoding(envelope.payloadType, envelope.payload), signatures: envelope.signatures, subjects };
+}
+
+/** Attestations (SBOM, provenance) are bundles too: only cosign's signature predicate, or an unlabelled bundle, is a signature. */
+function isSignaturePredicate(annotations: Record<string, string> | undefined): boolean {
+  return (annotations?.[PREDICATE_ANNOTATION] ?? COSIGN_SIGN_PREDICATE) === COSIGN_SIGN_PREDICATE;
 }
 
 /** A signature payload or bundle blob, or why it cannot be read as one. */

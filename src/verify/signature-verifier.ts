@@ -37,7 +37,7 @@ export interface Examined {
 const MAX_REMEMBERED = 4096;
 
 export class SignatureVerifier {
-  private readonly verified = new Set<string>();
+  private readonly verified = new Map<string, true>();
   /** Tag → the digest last verified for it under a rule: tells a moved tag from a never-signed one. */
   private readonly lastVerified = new Map<string, string>();
   private readonly flights = new SingleFlight<void>();
@@ -74,7 +74,7 @@ export class SignatureVerifier {
     const examined = await this.examine(reference, digest, rule.keys, context.auth);
     const passed = examined.find((e) => e.outcome.verdict === 'verified');
     if (passed) {
-      remember(this.verified, key);
+      remember(this.verified, key, true);
       context.log.info({ rule: `verify[${rule.index}]`, signature: describeOutcome(passed.found, passed.outcome) }, 'signature verified');
       return;
     }
@@ -104,8 +104,8 @@ export class SignatureVerifier {
   }
 }
 
-function remember<V>(into: Set<string> | Map<string, V>, key: string, value?: V): void {
+/** A bounded map: past MAX_REMEMBERED the oldest entry goes (it is verified again when next asked). */
+function remember<V>(into: Map<string, V>, key: string, value: V): void {
   if (into.size >= MAX_REMEMBERED && !into.has(key)) into.delete(into.keys().next().value!);
-  if (into instanceof Set) into.add(key);
-  else into.set(key, value!);
+  into.set(key, value);
 }

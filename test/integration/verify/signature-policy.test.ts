@@ -68,6 +68,33 @@ function layerDigests(model: Model): string[] {
   return [model.config.digest, ...model.layers.map((layer: { digest: string }) => layer.digest)];
 }
 
+async function manifestAt(repository: string, reference: string): Promise<{ layers: Array<{ digest: string }>; manifests?: Array<{ digest: string }> }> {
+  const res = await request(`${stage.registry.url}/v2/${repository}/manifests/${reference}`, {
+    headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json' },
+  });
+  assert.equal(res.statusCode, 200, `${repository}:${reference}`);
+  return (await res.body.json()) as { layers: Array<{ digest: string }> };
+}
+
+/** The blobs cosign wrote for `model`'s signature: the driver reads them, and only them, before it fetches anything of the model. */
+async function signatureBlobs(repository: string, model: Model, form: 'classic' | 'bundle'): Promise<string[]> {
+  const tag = model.digest.replace(':', '-');
+  if (form === 'classic') return (await manifestAt(repository, `${tag}.sig`)).layers.map((layer) => layer.digest);
+  const index = await manifestAt(repository, tag);
+  const referrer = await manifestAt(repository, index.manifests![0]!.digest);
+  return referrer.layers.map((layer) => layer.digest);
+}
+
+/** The signature was read at the registry (the policy ran), and the model came after. */
+async function assertSignatureRead(repository: string, model: Model, form: 'classic' | 'bundle'): Promise<void> {
+  for (const digest of await signatureBlobs(repository, model, form)) {
+    assert.ok((stage.proxy.blobGets.get(digest) ?? 0) >= 1, `the ${form} signature blob ${digest} was read`);
+    const first = stage.proxy.blobRequests.findIndex((r) => r.digest === digest);
+    const firstLayer = stage.proxy.blobRequests.findIndex((r) => layerDigests(model).includes(r.digest));
+    assert.ok(first < firstLayer, 'the signature is read before any blob of the model');
+  }
+}
+
 async function assertMounted(path: string, model: Model): Promise<void> {
   assert.ok(topMountAt(await readMountInfo(), path), `${path} is mounted`);
   assert.ok((await readFile(join(path, 'config.json'))).equals(model.expected['config.json']!));
@@ -95,9 +122,11 @@ async function assertRefused(name: string, reference: string, model: Model, code
 test('a model signed by cosign (classic sha256-<hex>.sig tag) mounts; a warm publish makes no registry request at all', async () => {
   const model = await pushModel(stage, 'signed/classic', 'v1', modelFiles('classic'));
   signModel(model, 'signed/classic', release);
+  stage.proxy.reset();
   const first = target(stage, 'classic');
   await publishUntilReady(stage, publishRequest(first, { reference: model.reference }));
   await assertMounted(first, model);
+  await assertSignatureRead('signed/classic', model, 'classic');
 
   stage.proxy.reset();
   const warm = target(stage, 'classic-warm');
@@ -115,18 +144,22 @@ test('a model signed as a sigstore bundle (OCI 1.1 referrer, found through the s
   const sigTag = await request(`${stage.registry.url}/v2/signed/bundle/manifests/${model.digest.replace(':', '-')}.sig`);
   await sigTag.body.dump();
   assert.equal(sigTag.statusCode, 404, 'the bundle form writes no classic .sig tag');
+  stage.proxy.reset();
   const path = target(stage, 'bundle');
   await publishUntilReady(stage, publishRequest(path, { reference: model.reference }));
   await assertMounted(path, model);
+  await assertSignatureRead('signed/bundle', model, 'bundle');
 });
 
 test('keys of every supported type verify: RSA, ECDSA P-384 and Ed25519 key pairs imported into cosign', async () => {
   for (const [name, key] of Object.entries(imported)) {
     const model = await pushModel(stage, `signed/${name}`, 'v1', modelFiles(name, 4096));
     signModel(model, `signed/${name}`, key);
+    stage.proxy.reset();
     const path = target(stage, `key-${name}`);
     await publishUntilReady(stage, publishRequest(path, { reference: model.reference }));
     await assertMounted(path, model);
+    await assertSignatureRead(`signed/${name}`, model, 'classic');
   }
 });
 
