@@ -135,7 +135,7 @@ async function nodeServices(settings: Settings, kube: ApiServer, background: Bac
     tags: new TagCache(root),
     grants: new AccessGrants(root, logger),
     events,
-    signatures: policy.empty ? undefined : new SignatureVerifier({ policy, client, events }),
+    signatures: policy.empty ? undefined : new SignatureVerifier({ policy, client, events, root }),
     budget,
     metrics,
     logger,

@@ -9,6 +9,7 @@ import type { PublicKey } from './public-key.js';
 import { digestTag, findSignatures, type FoundSignature } from './signature-finder.js';
 import type { PolicyRule, SignaturePolicy } from './signature-policy.js';
 import { describeOutcome, judgeSignature, refusalCode, type SignatureOutcome } from './signature-verdict.js';
+import { VerifiedRecords } from './verified-records.js';
 
 /**
  * The signature policy applied to a resolved manifest, before anything of the model is read:
@@ -17,10 +18,11 @@ import { describeOutcome, judgeSignature, refusalCode, type SignatureOutcome } f
  * again) and the pull. A refusal throws (FAILED_PRECONDITION: the NodePublishVolume error
  * kubelet shows) and tells the pod with a PullFailed event.
  *
- * Cost: a verified (rule, repository, digest) is remembered, so a warm publish makes no
- * registry request. The repository is part of the key because the payload must name it: the
- * same digest under another repository is another question. Refusals are not remembered: a
- * model signed after a refusal mounts at kubelet's next retry.
+ * Cost: a verified (rule, repository, digest) is remembered (verified-records.ts: in memory,
+ * and in `state/verified/` across restarts), so a warm publish makes no registry request. The
+ * repository is part of the key because the payload must name it: the same digest under
+ * another repository is another question. Refusals are not remembered: a model signed after a
+ * refusal mounts at kubelet's next retry.
  */
 export interface CheckContext {
   auth: RequestAuth;
@@ -33,25 +35,22 @@ export interface Examined {
   outcome: SignatureOutcome;
 }
 
-/** Bounded memory: a node sees few distinct digests; past this the oldest result is re-verified when next asked. */
-const MAX_REMEMBERED = 4096;
-
 export class SignatureVerifier {
-  private readonly verified = new Map<string, true>();
-  /** Tag → the digest last verified for it under a rule: tells a moved tag from a never-signed one. */
-  private readonly lastVerified = new Map<string, string>();
   private readonly flights = new SingleFlight<void>();
+  private readonly records: VerifiedRecords;
 
-  constructor(private readonly deps: { policy: SignaturePolicy; client: RegistryClient; events?: PullEvents }) {}
+  /** `root`: the cache root, whose `state/verified/` keeps results across restarts (none for `inspect`). */
+  constructor(private readonly deps: { policy: SignaturePolicy; client: RegistryClient; events?: PullEvents; root?: string }) {
+    this.records = new VerifiedRecords(deps.root);
+  }
 
   async check(reference: Reference, digest: string, context: CheckContext): Promise<void> {
     const repository = `${reference.registry}/${reference.repository}`;
     const rule = this.deps.policy.ruleFor(repository);
     if (rule === undefined || rule.keys.length === 0) return;
-    const key = `${rule.id}\0${repository}\0${digest}`;
-    if (!this.verified.has(key)) {
+    if (!(await this.records.isVerified(rule.id, repository, digest))) {
       try {
-        await this.flights.run(key, () => this.verify(reference, digest, rule, context, key));
+        await this.flights.run(`${rule.id}\0${repository}\0${digest}`, () => this.verify(reference, digest, rule, context));
       } catch (err) {
         if (err instanceof DriverError && err.code.startsWith('SIGNATURE_')) {
           context.log.warn({ code: err.code, rule: `verify[${rule.index}]` }, 'refused by the signature policy');
@@ -60,7 +59,8 @@ export class SignatureVerifier {
         throw err;
       }
     }
-    if (reference.digest === undefined) remember(this.lastVerified, `${rule.id}\0${formatReference(reference)}`, digest);
+    // What the tag was verified at: a later move to an unsigned digest is told as such.
+    if (reference.digest === undefined) await this.records.setTagDigest(rule.id, formatReference(reference), digest);
   }
 
   /** Every signature found for `digest` and what it proves with `keys` (`model-csi inspect`). */
@@ -70,24 +70,24 @@ export class SignatureVerifier {
     return found.map((signature) => ({ found: signature, outcome: judgeSignature(signature, keys, digest, repository) }));
   }
 
-  private async verify(reference: Reference, digest: string, rule: PolicyRule, context: CheckContext, key: string): Promise<void> {
+  private async verify(reference: Reference, digest: string, rule: PolicyRule, context: CheckContext): Promise<void> {
     const examined = await this.examine(reference, digest, rule.keys, context.auth);
     const passed = examined.find((e) => e.outcome.verdict === 'verified');
     if (passed) {
-      remember(this.verified, key, true);
+      await this.records.markVerified(rule.id, `${reference.registry}/${reference.repository}`, digest);
       context.log.info({ rule: `verify[${rule.index}]`, signature: describeOutcome(passed.found, passed.outcome) }, 'signature verified');
       return;
     }
-    throw this.refusal(reference, digest, rule, examined);
+    throw await this.refusal(reference, digest, rule, examined);
   }
 
-  private refusal(reference: Reference, digest: string, rule: PolicyRule, examined: Examined[]): DriverError {
+  private async refusal(reference: Reference, digest: string, rule: PolicyRule, examined: Examined[]): Promise<DriverError> {
     const name = formatReference(reference);
     const demand = `the signature policy verify[${rule.index}] ("${rule.match}") requires a cosign signature of it by ${rule.keys.map((k) => k.path).join(' or ')}`;
     let code: ErrorCode = refusalCode(examined.map((e) => e.outcome));
     let message: string;
     if (code === 'SIGNATURE_MISSING') {
-      const before = reference.digest === undefined ? this.lastVerified.get(`${rule.id}\0${name}`) : undefined;
+      const before = reference.digest === undefined ? await this.records.tagDigest(rule.id, name) : undefined;
       const found = `found no ${digestTag(digest)}.sig tag and no sigstore bundle referrer`;
       if (before !== undefined && before !== digest) {
         code = 'SIGNATURE_TAG_MOVED';
@@ -102,10 +102,4 @@ export class SignatureVerifier {
     }
     return new DriverError(code, message, { retryable: false });
   }
-}
-
-/** A bounded map: past MAX_REMEMBERED the oldest entry goes (it is verified again when next asked). */
-function remember<V>(into: Map<string, V>, key: string, value: V): void {
-  if (into.size >= MAX_REMEMBERED && !into.has(key)) into.delete(into.keys().next().value!);
-  into.set(key, value);
 }

@@ -259,6 +259,23 @@ test('model-csi inspect lists the signatures found and which configured keys ver
   assert.match(inspection.policy, /^verify\[1\] \("\*\/signed\/\*\*"\): verified$/);
 });
 
+test('a restarted plugin mounts a verified cached model with the registry down: the result is kept in state/verified', async () => {
+  const model = await pushModel(stage, 'signed/offline', 'v1', modelFiles('offline', 4096));
+  signModel(model, 'signed/offline', release);
+  const before = target(stage, 'offline-before');
+  await publishUntilReady(stage, publishRequest(before, { reference: model.reference }));
+  await assertMounted(before, model);
+  await stage.restartDriver();
+  await stage.proxy.down();
+  try {
+    const after = target(stage, 'offline-after');
+    await callCsi(stage.clients.node, 'NodePublishVolume', publishRequest(after, { reference: model.reference }));
+    await assertMounted(after, model);
+  } finally {
+    await stage.proxy.up();
+  }
+});
+
 test('a cached model that a rule now covers is verified before it is mounted again; signed later, it mounts at the next retry', async () => {
   const model = await pushModel(stage, 'later/model', 'v1', modelFiles('later'));
   const before = target(stage, 'later-before');
