@@ -190,7 +190,7 @@ export class RegistryClient {
   async referrers(ref: Reference, digest: string, opts: { auth?: RequestAuth; signal?: AbortSignal } = {}): Promise<ImageIndex | undefined> {
     const target: Target = { registry: ref.registry, repository: ref.repository };
     const where = `referrers of ${ref.registry}/${ref.repository}@${digest}`;
-    return this.acrossEndpoints(ref, opts, 'listing the referrers of', async (endpoint) => {
+    return this.acrossEndpoints(ref, opts, 'listing the referrers of', { retry: true, mirrors: true }, async (endpoint) => {
       const { res } = await this.http.send(endpoint, `/v2/${ref.repository}/referrers/${digest}`, {
         headers: { accept: MediaTypes.ociIndex },
         ...this.sendContext(ref, endpoint, 'listing the referrers of', opts.signal),

@@ -4,7 +4,7 @@ import type { PullEvents } from '../kube/pull-events.js';
 import type { Logger } from '../log/logger.js';
 import { formatReference, type Reference } from '../registry/reference.js';
 import type { RegistryClient, RequestAuth } from '../registry/registry-client.js';
-import { SingleFlight } from '../store/single-flight.js';
+import { SingleFlight } from '../concurrency/single-flight.js';
 import type { PublicKey } from './public-key.js';
 import { digestTag, findSignatures, type FoundSignature } from './signature-finder.js';
 import type { PolicyRule, SignaturePolicy } from './signature-policy.js';
