@@ -31,7 +31,7 @@ export interface RegistrationOptions {
   logger: Logger;
 }
 
-export interface RegistrationHealth {
+interface RegistrationHealth {
   ok: boolean;
   /** Why not, for the log and `/healthz`. */
   message: string;

@@ -10,7 +10,7 @@ import { mountHolding, readMountInfo, topMountAt, type MountInfo } from './mount
 const execFileAsync = promisify(execFile);
 
 /** Options every model mount must show in mountinfo. */
-export const REQUIRED_MOUNT_OPTIONS = ['ro', 'nosuid', 'nodev'] as const;
+const REQUIRED_MOUNT_OPTIONS = ['ro', 'nosuid', 'nodev'] as const;
 
 /** The mount(8)/umount(8) binaries and the mount table this mounter uses (overridable for tests). */
 export interface MountCommands {

@@ -8,8 +8,7 @@ import { parseReference } from '../registry/reference.js';
  * unknown one is a typo the user must hear about. `csi.storage.k8s.io/*` keys come from
  * kubelet (podInfoOnMount, ephemeral) and csi-provisioner; they are accepted and unused.
  */
-export const ATTRIBUTE_PREFIX = 'model.csi.example.org/';
-export const KUBERNETES_PREFIX = 'csi.storage.k8s.io/';
+const ATTRIBUTE_PREFIX = 'model.csi.example.org/';
 
 export const ATTRIBUTE_KEYS = {
   reference: `${ATTRIBUTE_PREFIX}reference`,
@@ -21,7 +20,7 @@ export const ATTRIBUTE_KEYS = {
 
 const KNOWN_KEYS: ReadonlySet<string> = new Set(Object.values(ATTRIBUTE_KEYS));
 
-export type PullPolicy = 'IfNotPresent' | 'Always';
+type PullPolicy = 'IfNotPresent' | 'Always';
 
 export interface VolumeAttributes {
   reference: string;

@@ -18,7 +18,7 @@ import { placeRawLayer } from './unpack/raw-file.js';
 import { checkSymlinksInside } from './unpack/symlink-check.js';
 import { defaultTarLimits, extractTarLayer } from './unpack/tar-extractor.js';
 
-export interface PullProgressEvent {
+interface PullProgressEvent {
   doneBytes: number;
   totalBytes: number;
 }

@@ -82,7 +82,7 @@ export async function waitForJob<T>(job: PullJob<T>, waitMs: number): Promise<T>
   }
 }
 
-export function describeProgress(job: PullJob<unknown>): string {
+function describeProgress(job: PullJob<unknown>): string {
   const { doneBytes, totalBytes } = job.progress;
   if (totalBytes <= 0) return `pulling ${job.description}: resolving`;
   const percent = Math.min(100, Math.floor((doneBytes / totalBytes) * 100));

@@ -24,7 +24,7 @@ function protocol(where: string, why: string): DriverError {
   return new DriverError('REGISTRY_PROTOCOL', `${where}: ${why}; the artifact is malformed or hostile`, { retryable: false });
 }
 
-export function checkDescriptor(d: unknown, where: string): asserts d is Descriptor {
+function checkDescriptor(d: unknown, where: string): asserts d is Descriptor {
   const desc = d as Partial<Descriptor> | null;
   if (desc === null || typeof desc !== 'object') throw protocol(where, 'a descriptor is not an object');
   if (typeof desc.mediaType !== 'string' || desc.mediaType === '') throw protocol(where, 'a descriptor has no mediaType');

@@ -23,7 +23,7 @@ export interface ModelPackFile {
 
 const GO_BIN = join(process.env['HOME'] ?? '/root', 'go', 'bin');
 
-export function requireTool(name: string, hint: string): string {
+function requireTool(name: string, hint: string): string {
   for (const candidate of [name, join(GO_BIN, name)]) {
     const probe = spawnSync(candidate, ['--version'], { encoding: 'utf8' });
     if (!probe.error) return candidate;
