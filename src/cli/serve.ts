@@ -100,7 +100,7 @@ async function nodeServices(settings: Settings, kube: ApiServer, stops: Array<()
   const { config, root } = settings;
   const { content, models } = await openCache(root, { logger, directWrites: config.directWrites });
   const client = new RegistryClient({ config, logger, metrics });
-  const puller = new ModelPuller({ client, store: content, models, config, logger, metrics });
+  const puller = new ModelPuller({ client, store: content, models, config, logger });
   // Never evict what a volume mounts, a pull is writing or a ModelCache pins. `node` and
   // `warmer` are assigned below; the budget only asks once a pull starts, after start-up.
   let node: NodeService | undefined;

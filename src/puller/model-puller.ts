@@ -4,7 +4,6 @@ import type { ConfigFile } from '../config/schema.js';
 import { DriverError } from '../errors/driver-error.js';
 import { classifyFsError } from '../errors/fs-error.js';
 import type { Logger } from '../log/logger.js';
-import type { Metrics } from '../metrics/metrics.js';
 import type { ImageManifest, ResolvedManifest } from '../registry/oci-types.js';
 import { formatReference, type Reference } from '../registry/reference.js';
 import type { RegistryClient, RequestAuth } from '../registry/registry-client.js';
@@ -73,7 +72,6 @@ export class ModelPuller {
       models: ModelStore;
       config: Readonly<ConfigFile>;
       logger: Logger;
-      metrics?: Metrics;
     },
   ) {
     this.downloads = new Semaphore(deps.config.maxConcurrentDownloads);

@@ -236,11 +236,6 @@ export class ModelStore {
     return removed;
   }
 
-  /** Logical bytes of all models (a file shared by two models counts in both). */
-  async totalBytes(): Promise<number> {
-    return (await this.list()).reduce((sum, model) => sum + model.sizeBytes, 0);
-  }
-
   /**
    * Bytes the cache occupies on disk (blobs, downloads, models, shared files, temp dirs; each
    * inode once), from the running account: no walk, except the first time and after another
