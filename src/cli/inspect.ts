@@ -6,6 +6,7 @@ import { inspectArtifact } from '../puller/model-puller.js';
 import { parseReference } from '../registry/reference.js';
 import { RegistryClient } from '../registry/registry-client.js';
 import { runCommand, usageError } from '../puller/command-result.js';
+import { formatTable } from './table.js';
 
 const USAGE = 'usage: model-csi inspect REFERENCE [--json] [--config FILE]';
 
@@ -35,8 +36,7 @@ export async function inspectCommand(argv: string[]): Promise<number> {
       ];
       const rows = inspection.layers.map((layer) => [layer.path ?? '(archive)', layer.format, formatBytes(layer.size), layer.mediaType, layer.digest.slice(0, 19)]);
       const header = ['PATH', 'FORMAT', 'SIZE', 'MEDIA TYPE', 'DIGEST'];
-      const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-      for (const row of [header, ...rows]) lines.push(row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd());
+      lines.push(...formatTable(header, rows));
       process.stdout.write(`${lines.join('\n')}\n`);
       return 0;
     } finally {

@@ -1,5 +1,6 @@
 import { posix } from 'node:path';
 import { DriverError } from '../errors/driver-error.js';
+import { parseGlobList } from '../puller/selection.js';
 import { parseReference } from '../registry/reference.js';
 
 /**
@@ -43,8 +44,8 @@ export function parseVolumeAttributes(attributes: Readonly<Record<string, string
   return {
     reference: parseReferenceAttribute(attributes),
     subPath: parseSubPath(attributes[ATTRIBUTE_KEYS.subPath]),
-    include: parseGlobList(attributes[ATTRIBUTE_KEYS.include], ATTRIBUTE_KEYS.include),
-    exclude: parseGlobList(attributes[ATTRIBUTE_KEYS.exclude], ATTRIBUTE_KEYS.exclude),
+    include: parseGlobAttribute(attributes[ATTRIBUTE_KEYS.include], ATTRIBUTE_KEYS.include),
+    exclude: parseGlobAttribute(attributes[ATTRIBUTE_KEYS.exclude], ATTRIBUTE_KEYS.exclude),
     pullPolicy: parsePullPolicy(attributes[ATTRIBUTE_KEYS.pullPolicy]),
   };
 }
@@ -74,12 +75,9 @@ function parseSubPath(value: string | undefined): string | undefined {
   return normalized === '.' || normalized === '' ? undefined : normalized;
 }
 
-function parseGlobList(value: string | undefined, key: string): string[] {
+function parseGlobAttribute(value: string | undefined, key: string): string[] {
   if (value === undefined) return [];
-  const globs = value
-    .split(',')
-    .map((glob) => glob.trim())
-    .filter((glob) => glob !== '');
+  const globs = parseGlobList(value);
   for (const glob of globs) {
     if (glob.includes('\0')) throw new DriverError('INVALID_ATTRIBUTE', `${key} holds a pattern with NUL`);
   }

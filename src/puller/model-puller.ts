@@ -17,7 +17,8 @@ import { placeRawLayer } from './unpack/raw-file.js';
 import { checkSymlinksInside } from './unpack/symlink-check.js';
 import { defaultTarLimits, extractTarLayer } from './unpack/tar-extractor.js';
 
-interface PullProgressEvent {
+/** Bytes of a pull on disk so far, of the bytes it needs (what a waiter or a progress line shows). */
+export interface PullProgress {
   doneBytes: number;
   totalBytes: number;
 }
@@ -30,7 +31,7 @@ export interface PullRequest {
   exclude?: readonly string[];
   auth?: RequestAuth;
   signal?: AbortSignal;
-  onProgress?: (progress: PullProgressEvent) => void;
+  onProgress?: (progress: PullProgress) => void;
   log?: Logger;
 }
 
@@ -229,7 +230,7 @@ class ProgressCounter {
 
   constructor(
     private readonly total: number,
-    private readonly listener?: (progress: PullProgressEvent) => void,
+    private readonly listener?: (progress: PullProgress) => void,
   ) {
     listener?.({ doneBytes: 0, totalBytes: total });
   }

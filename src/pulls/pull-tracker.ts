@@ -1,6 +1,7 @@
 import { SingleFlight } from '../concurrency/single-flight.js';
 import { formatBytes } from '../config/quantity.js';
 import { DriverError } from '../errors/driver-error.js';
+import type { PullProgress } from '../puller/model-puller.js';
 
 /**
  * Background pulls, one per key however many callers ask. A pull is started by the first
@@ -8,11 +9,6 @@ import { DriverError } from '../errors/driver-error.js';
  * the wait (kubelet's deadline, a cancelled call) never cancels the pull. Kubelet's retry asks
  * for the same key and joins the job that is still running.
  */
-export interface PullProgress {
-  doneBytes: number;
-  totalBytes: number;
-}
-
 export interface PullJob<T> {
   readonly key: string;
   readonly description: string;

@@ -8,7 +8,7 @@ import type { Logger } from '../log/logger.js';
 import { KeyedLocks } from '../node/volume-locks.js';
 import { CacheUsage } from './cache-usage.js';
 import type { ContentStore } from './content-store.js';
-import { isSha256Hex } from './digest.js';
+import { isSha256Hex } from '../registry/digest.js';
 import { assertModelKey, keyToFileName } from './model-key.js';
 import { sealTree, unsealDirectories } from './read-only-tree.js';
 
