@@ -30,7 +30,7 @@ import { RegistryModelResolver } from '../pulls/registry-model-resolver.js';
 import { TagCache } from '../pulls/tag-cache.js';
 import { formatReference, parseReference } from '../registry/reference.js';
 import { RegistryClient } from '../registry/registry-client.js';
-import { DRIVER_NAME } from './package-info.js';
+import { DRIVER_NAME } from '../node/driver-identity.js';
 import { openCache } from '../store/open-cache.js';
 
 /** In-flight calls get this long to finish after SIGTERM before they are cut. */
