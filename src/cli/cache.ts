@@ -46,7 +46,7 @@ export async function cacheCommand(argv: string[]): Promise<number> {
       const before = await models.reconcileUsage();
       const budget = settings.config.cacheBudget;
       const evicted = budget === undefined ? [] : await evictToBudget(settings.root, models, budget, minIdleSeconds, logger);
-      const removed = await models.gcBlobs();
+      const removed = await models.collectGarbage();
       const usedBytes = await models.reconcileUsage();
       await models.stampUsageChanged();
       const freedBytes = Math.max(0, before - usedBytes);

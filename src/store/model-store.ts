@@ -201,7 +201,7 @@ export class ModelStore {
    * or shared file with more than one link is still part of a model, so removing it would
    * free nothing; it is kept.
    */
-  async gcBlobs(options: { staleMs?: number } = {}): Promise<GcResult> {
+  async collectGarbage(options: { staleMs?: number } = {}): Promise<GcResult> {
     const staleMs = options.staleMs ?? DEFAULT_STALE_MS;
     const result: GcResult = { blobs: await this.dropUnreferencedBlobs(), files: 0, ingest: 0, tmp: 0 };
     for (const hex of (await readdir(this.filesDir).catch(() => [] as string[])).filter(isSha256Hex)) {
