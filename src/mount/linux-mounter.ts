@@ -98,7 +98,11 @@ export class LinuxMounter implements Mounter {
   /** A read-only bind of `source` at a fresh staging point (a file for a file source). */
   private async stage(source: string): Promise<string> {
     const staged = join(this.stagingDir, randomBytes(8).toString('hex'));
-    if ((await stat(source)).isDirectory()) await mkdir(staged, { mode: 0o700 });
+    const info = await stat(source).catch((err: NodeJS.ErrnoException) => {
+      // A raw errno would reach the wire as INTERNAL; this is the mount failing, naming its source.
+      throw new DriverError('MOUNT_FAILED', `cannot stage ${source}: ${err.code ?? err.message}`, { cause: err });
+    });
+    if (info.isDirectory()) await mkdir(staged, { mode: 0o700 });
     else await writeFile(staged, '', { mode: 0o600, flag: 'wx' });
     try {
       await this.run(this.commands.mount, ['--bind', source, staged], `stage ${source}`);
