@@ -28,7 +28,7 @@ COPY --chown=node:node src ./src
 COPY --chown=node:node proto ./proto
 # Source maps stay: they are small and make a stack trace from a node readable.
 RUN npm run build \
- && test -f dist/main.js \
+ && test -f dist/main.js && test -f dist/store/hash-worker.js \
  && npm prune --omit=dev
 
 # ---- runtime: production dependencies, compiled JS, the CSI proto, mount(8) ---------------

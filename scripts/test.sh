@@ -14,4 +14,7 @@ gobin="$(go env GOPATH)/bin"
 export PATH="$gobin:$PATH"
 npm run build
 npm run typecheck
+# Both fail the build: the linter (eslint.config.js) and the dead-code / unused-dependency check (knip.json).
+npm run lint
+npm run knip
 npm test

@@ -18,7 +18,7 @@ const node = new csi.Node(endpoint, insecure);
 
 function call<T>(client: Client, method: string, request: object, timeoutMs = 120_000): Promise<T> {
   return new Promise((resolve, reject) => {
-    const fn = (client as unknown as Record<string, Function>)[method]!;
+    const fn = (client as unknown as Record<string, (...args: unknown[]) => unknown>)[method]!;
     fn.call(client, request, { deadline: Date.now() + timeoutMs }, (err: Error | null, res: T) => (err ? reject(err) : resolve(res)));
   });
 }

@@ -10,6 +10,7 @@ import { CacheBudget } from '../pulls/cache-budget.js';
 import { openCache } from '../store/open-cache.js';
 import type { ModelStore } from '../store/model-store.js';
 import { runCommand, usageError } from '../puller/command-result.js';
+import { formatTable } from './table.js';
 
 const USAGE = 'usage: model-csi cache ls|gc [--root DIR] [--config FILE] [--min-idle-seconds N] [--json]';
 
@@ -45,7 +46,7 @@ export async function cacheCommand(argv: string[]): Promise<number> {
       const before = await models.reconcileUsage();
       const budget = settings.config.cacheBudget;
       const evicted = budget === undefined ? [] : await evictToBudget(settings.root, models, budget, minIdleSeconds, logger);
-      const removed = await models.gcBlobs();
+      const removed = await models.collectGarbage();
       const usedBytes = await models.reconcileUsage();
       await models.stampUsageChanged();
       const freedBytes = Math.max(0, before - usedBytes);
@@ -68,8 +69,7 @@ export async function cacheCommand(argv: string[]): Promise<number> {
     }
     const rows = list.map((model) => [model.key, formatBytes(model.sizeBytes), model.lastUsed, model.reference || '-']);
     const header = ['KEY', 'SIZE', 'LAST USED', 'REFERENCE'];
-    const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-    for (const row of [header, ...rows]) process.stdout.write(`${row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()}\n`);
+    for (const line of formatTable(header, rows)) process.stdout.write(`${line}\n`);
     return 0;
   });
 }

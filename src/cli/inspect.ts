@@ -9,6 +9,7 @@ import { runCommand, usageError } from '../puller/command-result.js';
 import { SignaturePolicy } from '../verify/signature-policy.js';
 import { SignatureVerifier } from '../verify/signature-verifier.js';
 import { describeOutcome } from '../verify/signature-verdict.js';
+import { formatTable } from './table.js';
 
 const USAGE = 'usage: model-csi inspect REFERENCE [--json] [--config FILE]';
 
@@ -59,8 +60,7 @@ export async function inspectCommand(argv: string[]): Promise<number> {
       ];
       const rows = inspection.layers.map((layer) => [layer.path ?? '(archive)', layer.format, formatBytes(layer.size), layer.mediaType, layer.digest.slice(0, 19)]);
       const header = ['PATH', 'FORMAT', 'SIZE', 'MEDIA TYPE', 'DIGEST'];
-      const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-      for (const row of [header, ...rows]) lines.push(row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd());
+      lines.push(...formatTable(header, rows));
       lines.push('', `policy      ${policyLine}`, `signatures  ${signatures.length === 0 ? 'none found' : ''}`.trimEnd());
       for (const signature of signatures) lines.push(`  ${signature.description}`);
       process.stdout.write(`${lines.join('\n')}\n`);

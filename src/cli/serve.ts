@@ -30,7 +30,7 @@ import { RegistryModelResolver } from '../pulls/registry-model-resolver.js';
 import { TagCache } from '../pulls/tag-cache.js';
 import { formatReference, parseReference } from '../registry/reference.js';
 import { RegistryClient } from '../registry/registry-client.js';
-import { DRIVER_NAME } from './package-info.js';
+import { DRIVER_NAME } from '../node/driver-identity.js';
 import { openCache } from '../store/open-cache.js';
 import { SignaturePolicy } from '../verify/signature-policy.js';
 import { SignatureVerifier } from '../verify/signature-verifier.js';
@@ -113,7 +113,7 @@ async function nodeServices(settings: Settings, kube: ApiServer, background: Bac
   const { content, models } = await openCache(root, { logger, directWrites: config.directWrites });
   const client = new RegistryClient({ config, logger, metrics });
   const events = new PullEvents(podEventSink(settings, kube, logger));
-  const puller = new ModelPuller({ client, store: content, models, config, logger, metrics });
+  const puller = new ModelPuller({ client, store: content, models, config, logger });
   // Never evict what a volume mounts, a pull is writing or a ModelCache pins. `node` and
   // `warmer` are assigned below; the budget only asks once a pull starts, after start-up.
   let node: NodeService | undefined;

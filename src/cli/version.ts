@@ -1,6 +1,6 @@
-import { readPackageVersion } from './package-info.js';
+import { driverVersion } from '../node/driver-identity.js';
 
 export async function versionCommand(): Promise<number> {
-  process.stdout.write(`model-csi ${readPackageVersion()}\n`);
+  process.stdout.write(`model-csi ${driverVersion()}\n`);
   return 0;
 }

@@ -24,8 +24,8 @@ export interface Settings {
   readonly kubeconfig: string | undefined;
 }
 
-export const DEFAULT_ROOT = '/var/lib/model-csi';
-export const DEFAULT_ENDPOINT = 'unix:///csi/csi.sock';
+const DEFAULT_ROOT = '/var/lib/model-csi';
+const DEFAULT_ENDPOINT = 'unix:///csi/csi.sock';
 
 /** Flag name → env twin, per the process contract. */
 const FLAGS = {

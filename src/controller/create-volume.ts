@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { sortedEntries } from '../csi/sorted-entries.js';
 import type { CsiVolume, CreateVolumeRequest } from '../csi/types.js';
 import { checkVolumeCapability, requireField } from '../csi/volume-capability.js';
 import { DriverError } from '../errors/driver-error.js';
@@ -87,6 +88,5 @@ function fits(capacity: number, required: number, limit: number): boolean {
 }
 
 function hashParameters(parameters: Readonly<Record<string, string>>): string {
-  const sorted = Object.entries(parameters).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return createHash('sha256').update(JSON.stringify(sorted)).digest('hex');
+  return createHash('sha256').update(JSON.stringify(sortedEntries(parameters))).digest('hex');
 }

@@ -14,7 +14,14 @@ export interface CallContext {
   deadline: number;
 }
 
-export type CsiHandler = (request: any, context: CallContext) => Promise<unknown>;
+/**
+ * A handler types its own request; proto-loader decodes untyped objects, so the table of
+ * handlers (called by the wrapper and by unit tests) takes any request.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see above
+type CsiHandler = (request: any, context: CallContext) => Promise<unknown>;
+/** The decoded request message, as proto-loader gives it (fields by their proto names). */
+type DecodedRequest = Record<string, unknown> | null | undefined;
 export type CsiHandlers = Record<string, CsiHandler>;
 
 export interface WrapOptions {
@@ -35,7 +42,7 @@ const QUIET_METHODS = new Set(['Probe', 'GetPluginInfo', 'NodeGetCapabilities', 
 export function wrapHandlers(handlers: CsiHandlers, options: WrapOptions): UntypedServiceImplementation {
   const wrapped: UntypedServiceImplementation = {};
   for (const [method, handler] of Object.entries(handlers)) {
-    wrapped[method] = (call: ServerUnaryCall<any, unknown>, callback: sendUnaryData<unknown>) => {
+    wrapped[method] = (call: ServerUnaryCall<DecodedRequest, unknown>, callback: sendUnaryData<unknown>) => {
       void runCall(method, handler, call, callback, options);
     };
   }
@@ -45,7 +52,7 @@ export function wrapHandlers(handlers: CsiHandlers, options: WrapOptions): Untyp
 async function runCall(
   method: string,
   handler: CsiHandler,
-  call: ServerUnaryCall<any, unknown>,
+  call: ServerUnaryCall<DecodedRequest, unknown>,
   callback: sendUnaryData<unknown>,
   { logger, metrics, draining }: WrapOptions,
 ): Promise<void> {
@@ -84,7 +91,7 @@ function deadlineMs(call: ServerUnaryCall<unknown, unknown>): number {
 }
 
 /** The request as it may be logged: `secrets` removed at any depth (CSI marks them csi_secret). */
-export function loggableRequest(value: unknown): unknown {
+function loggableRequest(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(loggableRequest);
   if (value === null || typeof value !== 'object') return value;
   const out: Record<string, unknown> = {};

@@ -71,7 +71,7 @@ export async function startCsiServer(options: CsiServerOptions): Promise<Running
  * A socket file left by a crashed driver is removed; one that a live process answers on is
  * not stolen (two drivers on one socket would race on the same mounts).
  */
-export async function claimSocketPath(socket: string): Promise<void> {
+async function claimSocketPath(socket: string): Promise<void> {
   await mkdir(dirname(socket), { recursive: true });
   let stat;
   try {

@@ -3,7 +3,7 @@
  * the options in proto.ts (snake_case keys, enums as names, defaults filled in). Only the
  * fields the driver uses are typed.
  */
-export type StringMap = Record<string, string>;
+type StringMap = Record<string, string>;
 
 export type AccessModeName =
   | 'UNKNOWN'
@@ -22,7 +22,7 @@ export interface VolumeCapability {
   access_mode?: { mode?: AccessModeName | number } | null;
 }
 
-export interface CapacityRange {
+interface CapacityRange {
   required_bytes?: number;
   limit_bytes?: number;
 }
@@ -49,7 +49,7 @@ export interface NodeGetVolumeStatsRequest {
   staging_target_path?: string;
 }
 
-export interface VolumeUsage {
+interface VolumeUsage {
   available: number;
   total: number;
   used: number;

@@ -40,7 +40,7 @@ const TRANSIENT_CODES: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'ENOME
 const NETWORK_SYSCALLS: ReadonlySet<string> = new Set(['connect', 'bind', 'listen', 'accept', 'getaddrinfo', 'socket']);
 
 /** The errno code of `err` or of the first error in its cause chain that has one. */
-export function errnoCode(err: unknown): string | undefined {
+function errnoCode(err: unknown): string | undefined {
   for (let current = err, depth = 0; current instanceof Error && depth < 8; current = current.cause, depth++) {
     const code = (current as NodeJS.ErrnoException).code;
     if (typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)) return code;

@@ -211,7 +211,7 @@ export class ModelCacheWarmer {
 }
 
 /** `RESOURCE_EXHAUSTED (NO_SPACE): …`: the gRPC status a publish would get, the stable code, the message. */
-export function failureMessage(err: unknown): string {
+function failureMessage(err: unknown): string {
   const driverError = err instanceof DriverError ? err : new DriverError('INTERNAL', err instanceof Error ? err.message : String(err));
   return `${grpcStatusName(driverError.grpcStatus)} (${driverError.code}): ${scrubSecrets(driverError.message)}`;
 }

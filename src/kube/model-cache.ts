@@ -13,10 +13,10 @@ export const MODEL_CACHE_KIND = 'ModelCache';
 export const MODEL_CACHE_PATH = `/apis/${MODEL_CACHE_GROUP}/${MODEL_CACHE_VERSION}/${MODEL_CACHE_PLURAL}`;
 
 /** How often a tag is resolved again when the spec does not say (`spec.refreshInterval`). */
-export const DEFAULT_REFRESH_INTERVAL = '10m';
+const DEFAULT_REFRESH_INTERVAL = '10m';
 const DEFAULT_REFRESH_SECONDS = 600;
 /** Below this a busy tag would cost every node a registry request too often. */
-export const MIN_REFRESH_SECONDS = 30;
+const MIN_REFRESH_SECONDS = 30;
 
 export type NodePhase = 'Pulling' | 'Ready' | 'Failed';
 
@@ -45,7 +45,7 @@ export interface NodeStatus {
   lastTransitionTime: string;
 }
 
-export interface ModelCacheStatus {
+interface ModelCacheStatus {
   nodes?: NodeStatus[];
   /** `ready: 2/3`: nodes Ready of the nodes the cache selects. */
   ready?: string;

@@ -11,7 +11,7 @@ import {
   type ServiceClientConstructor,
 } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { DRIVER_NAME } from '../cli/package-info.js';
+import { DRIVER_NAME } from '../node/driver-identity.js';
 import { DriverError } from '../errors/driver-error.js';
 import type { Logger } from '../log/logger.js';
 
@@ -31,7 +31,7 @@ export interface RegistrationOptions {
   logger: Logger;
 }
 
-export interface RegistrationHealth {
+interface RegistrationHealth {
   ok: boolean;
   /** Why not, for the log and `/healthz`. */
   message: string;

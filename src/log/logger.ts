@@ -16,7 +16,7 @@ const MAX_DEPTH = 8;
  * carries text it did not write (a library's message, a URL, request options in a nested
  * field, a cause chain); this is the same last line of defence the wire and the CLI have.
  */
-export function scrubLogged(value: unknown, depth = 0, seen = new WeakSet<object>()): unknown {
+function scrubLogged(value: unknown, depth = 0, seen = new WeakSet<object>()): unknown {
   if (typeof value === 'string') return scrubSecrets(value);
   if (value === null || typeof value !== 'object') return value;
   if (depth >= MAX_DEPTH) return '[too deep]';

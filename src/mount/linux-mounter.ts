@@ -10,7 +10,7 @@ import { mountHolding, readMountInfo, topMountAt, type MountInfo } from './mount
 const execFileAsync = promisify(execFile);
 
 /** Options every model mount must show in mountinfo. */
-export const REQUIRED_MOUNT_OPTIONS = ['ro', 'nosuid', 'nodev'] as const;
+const REQUIRED_MOUNT_OPTIONS = ['ro', 'nosuid', 'nodev'] as const;
 
 /** The mount(8)/umount(8) binaries and the mount table this mounter uses (overridable for tests). */
 export interface MountCommands {
@@ -98,7 +98,11 @@ export class LinuxMounter implements Mounter {
   /** A read-only bind of `source` at a fresh staging point (a file for a file source). */
   private async stage(source: string): Promise<string> {
     const staged = join(this.stagingDir, randomBytes(8).toString('hex'));
-    if ((await stat(source)).isDirectory()) await mkdir(staged, { mode: 0o700 });
+    const info = await stat(source).catch((err: NodeJS.ErrnoException) => {
+      // A raw errno would reach the wire as INTERNAL; this is the mount failing, naming its source.
+      throw new DriverError('MOUNT_FAILED', `cannot stage ${source}: ${err.code ?? err.message}`, { cause: err });
+    });
+    if (info.isDirectory()) await mkdir(staged, { mode: 0o700 });
     else await writeFile(staged, '', { mode: 0o600, flag: 'wx' });
     try {
       await this.run(this.commands.mount, ['--bind', source, staged], `stage ${source}`);

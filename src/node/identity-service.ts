@@ -1,4 +1,4 @@
-import { DRIVER_NAME, readPackageVersion } from '../cli/package-info.js';
+import { DRIVER_NAME, driverVersion } from './driver-identity.js';
 import type { CsiHandlers } from '../csi/call-wrapper.js';
 
 export interface IdentityOptions {
@@ -12,7 +12,7 @@ export interface IdentityOptions {
 export function identityHandlers(options: IdentityOptions): CsiHandlers {
   return {
     async GetPluginInfo() {
-      return { name: DRIVER_NAME, vendor_version: readPackageVersion(), manifest: {} };
+      return { name: DRIVER_NAME, vendor_version: driverVersion(), manifest: {} };
     },
     async GetPluginCapabilities() {
       // VOLUME_ACCESSIBILITY_CONSTRAINTS is not claimed: any node can pull any model.

@@ -3,7 +3,7 @@ import type { Mounter } from '../mount/mounter.js';
 import type { ModelSource } from './model-source.js';
 import type { KeyedLocks } from './volume-locks.js';
 import type { VolumeRecords } from './volume-records.js';
-import type { VolumeUsageCache } from './volume-stats.js';
+import type { VolumeUsageCache } from './volume-usage-cache.js';
 
 /** What the Node service handlers share. Built once by NodeService. */
 export interface NodeDeps {

@@ -8,7 +8,8 @@ import { publishVolume } from './publish-volume.js';
 import { unpublishVolume } from './unpublish-volume.js';
 import { KeyedLocks } from './volume-locks.js';
 import { VolumeRecords } from './volume-records.js';
-import { VolumeUsageCache, volumeStats } from './volume-stats.js';
+import { volumeStats } from './volume-stats.js';
+import { VolumeUsageCache } from './volume-usage-cache.js';
 
 export interface NodeServiceOptions {
   nodeId: string;

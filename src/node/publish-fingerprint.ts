@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { sortedEntries } from '../csi/sorted-entries.js';
 import type { NodePublishVolumeRequest } from '../csi/types.js';
 
 /**
@@ -15,7 +16,7 @@ export function publishFingerprint(request: NodePublishVolumeRequest): string {
     accessType: capability.block ? 'block' : 'mount',
     fsType: capability.mount?.fs_type ?? '',
     mountFlags: [...(capability.mount?.mount_flags ?? [])].sort(),
-    context: Object.entries(request.volume_context ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+    context: sortedEntries(request.volume_context ?? {}),
   };
   return createHash('sha256').update(JSON.stringify(canonical)).digest('hex');
 }

@@ -13,7 +13,7 @@ import { parseVolumeAttributes } from './volume-attributes.js';
 import type { VolumeRecord } from './volume-records.js';
 
 /** Time kept back from kubelet's deadline so our answer (with progress) reaches it in time. */
-export const DEADLINE_MARGIN_MS = 3_000;
+const DEADLINE_MARGIN_MS = 3_000;
 
 /**
  * NodePublishVolume (spec "NodePublishVolume"): argument checks first, then, under the

@@ -1,5 +1,6 @@
 import { posix } from 'node:path';
 import { DriverError } from '../errors/driver-error.js';
+import { parseGlobList } from '../puller/selection.js';
 import { parseReference } from '../registry/reference.js';
 
 /**
@@ -8,8 +9,7 @@ import { parseReference } from '../registry/reference.js';
  * unknown one is a typo the user must hear about. `csi.storage.k8s.io/*` keys come from
  * kubelet (podInfoOnMount, ephemeral) and csi-provisioner; they are accepted and unused.
  */
-export const ATTRIBUTE_PREFIX = 'model.csi.example.org/';
-export const KUBERNETES_PREFIX = 'csi.storage.k8s.io/';
+const ATTRIBUTE_PREFIX = 'model.csi.example.org/';
 
 export const ATTRIBUTE_KEYS = {
   reference: `${ATTRIBUTE_PREFIX}reference`,
@@ -21,7 +21,7 @@ export const ATTRIBUTE_KEYS = {
 
 const KNOWN_KEYS: ReadonlySet<string> = new Set(Object.values(ATTRIBUTE_KEYS));
 
-export type PullPolicy = 'IfNotPresent' | 'Always';
+type PullPolicy = 'IfNotPresent' | 'Always';
 
 export interface VolumeAttributes {
   reference: string;
@@ -44,8 +44,8 @@ export function parseVolumeAttributes(attributes: Readonly<Record<string, string
   return {
     reference: parseReferenceAttribute(attributes),
     subPath: parseSubPath(attributes[ATTRIBUTE_KEYS.subPath]),
-    include: parseGlobList(attributes[ATTRIBUTE_KEYS.include], ATTRIBUTE_KEYS.include),
-    exclude: parseGlobList(attributes[ATTRIBUTE_KEYS.exclude], ATTRIBUTE_KEYS.exclude),
+    include: parseGlobAttribute(attributes[ATTRIBUTE_KEYS.include], ATTRIBUTE_KEYS.include),
+    exclude: parseGlobAttribute(attributes[ATTRIBUTE_KEYS.exclude], ATTRIBUTE_KEYS.exclude),
     pullPolicy: parsePullPolicy(attributes[ATTRIBUTE_KEYS.pullPolicy]),
   };
 }
@@ -75,12 +75,9 @@ function parseSubPath(value: string | undefined): string | undefined {
   return normalized === '.' || normalized === '' ? undefined : normalized;
 }
 
-function parseGlobList(value: string | undefined, key: string): string[] {
+function parseGlobAttribute(value: string | undefined, key: string): string[] {
   if (value === undefined) return [];
-  const globs = value
-    .split(',')
-    .map((glob) => glob.trim())
-    .filter((glob) => glob !== '');
+  const globs = parseGlobList(value);
   for (const glob of globs) {
     if (glob.includes('\0')) throw new DriverError('INVALID_ATTRIBUTE', `${key} holds a pattern with NUL`);
   }

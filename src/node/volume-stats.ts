@@ -1,36 +1,9 @@
-import { lstat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { CallContext } from '../csi/call-wrapper.js';
 import type { NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse } from '../csi/types.js';
 import { requireField } from '../csi/volume-capability.js';
 import { DriverError } from '../errors/driver-error.js';
-import { diskUsage } from '../fs/disk-usage.js';
 import type { NodeDeps } from './node-deps.js';
-
-/**
- * Bytes and inodes of published models. A cached model never changes, so each path is
- * walked once; kubelet asks every minute for every volume.
- */
-export class VolumeUsageCache {
-  private readonly byPath = new Map<string, Promise<{ bytes: number; inodes: number }>>();
-
-  usage(path: string): Promise<{ bytes: number; inodes: number }> {
-    let pending = this.byPath.get(path);
-    if (pending === undefined) {
-      pending = measure(path);
-      pending.catch(() => this.byPath.delete(path));
-      this.byPath.set(path, pending);
-    }
-    return pending;
-  }
-}
-
-async function measure(path: string): Promise<{ bytes: number; inodes: number }> {
-  const info = await lstat(path);
-  if (!info.isDirectory()) return { bytes: info.blocks * 512, inodes: 1 };
-  const below = await diskUsage(path);
-  return { bytes: below.bytes + info.blocks * 512, inodes: below.inodes + 1 };
-}
 
 /**
  * NodeGetVolumeStats (spec "NodeGetVolumeStats"): a read-only model is full by definition,

@@ -46,7 +46,7 @@ export function describeArtifact(manifest: ImageManifest, reference: string): Ar
   return { kind, layers: manifest.layers.map((layer) => describeLayer(layer, kind, reference)) };
 }
 
-export function artifactKind(manifest: ImageManifest): ArtifactKind {
+function artifactKind(manifest: ImageManifest): ArtifactKind {
   const modelpack: readonly string[] = [...ModelPackTypes.manifest, ...ModelPackTypes.config];
   if (
     (manifest.artifactType !== undefined && modelpack.includes(manifest.artifactType)) ||
@@ -115,7 +115,7 @@ function firstAnnotation(annotations: Record<string, string>, keys: readonly str
  * and mtime are applied (ownership is the node's; the file is ours). Malformed → ignored: the
  * annotation is advisory and the bytes are verified by digest anyway.
  */
-export function parseFileMetadata(text: string | undefined): FileMetadata | undefined {
+function parseFileMetadata(text: string | undefined): FileMetadata | undefined {
   if (text === undefined) return undefined;
   let parsed: unknown;
   try {

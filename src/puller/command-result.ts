@@ -1,6 +1,7 @@
 /** Shared by the operator commands of the puller (`pull`, `inspect`, `cache`). */
 import { DriverError } from '../errors/driver-error.js';
 import { scrubSecrets } from '../errors/scrub.js';
+import { parseGlobList } from './selection.js';
 
 /**
  * Operator commands end with one line on stderr naming the error code and what failed, and a
@@ -21,7 +22,7 @@ export function usageError(message: string): DriverError {
   return new DriverError('INVALID_ARGUMENT', message);
 }
 
-/** `a,b, c` → ['a','b','c']; the flag may be absent. */
+/** A `--include a,b` style flag's globs; the flag may be absent. */
 export function splitGlobs(value: string | boolean | undefined): string[] {
-  return typeof value === 'string' ? value.split(',').map((glob) => glob.trim()).filter((glob) => glob !== '') : [];
+  return typeof value === 'string' ? parseGlobList(value) : [];
 }

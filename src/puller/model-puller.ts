@@ -4,7 +4,6 @@ import type { ConfigFile } from '../config/schema.js';
 import { DriverError } from '../errors/driver-error.js';
 import { classifyFsError } from '../errors/fs-error.js';
 import type { Logger } from '../log/logger.js';
-import type { Metrics } from '../metrics/metrics.js';
 import type { ImageManifest, ResolvedManifest } from '../registry/oci-types.js';
 import { formatReference, type Reference } from '../registry/reference.js';
 import type { RegistryClient, RequestAuth } from '../registry/registry-client.js';
@@ -18,7 +17,8 @@ import { placeRawLayer } from './unpack/raw-file.js';
 import { checkSymlinksInside } from './unpack/symlink-check.js';
 import { defaultTarLimits, extractTarLayer } from './unpack/tar-extractor.js';
 
-export interface PullProgressEvent {
+/** Bytes of a pull on disk so far, of the bytes it needs (what a waiter or a progress line shows). */
+export interface PullProgress {
   doneBytes: number;
   totalBytes: number;
 }
@@ -31,7 +31,7 @@ export interface PullRequest {
   exclude?: readonly string[];
   auth?: RequestAuth;
   signal?: AbortSignal;
-  onProgress?: (progress: PullProgressEvent) => void;
+  onProgress?: (progress: PullProgress) => void;
   log?: Logger;
 }
 
@@ -73,7 +73,6 @@ export class ModelPuller {
       models: ModelStore;
       config: Readonly<ConfigFile>;
       logger: Logger;
-      metrics?: Metrics;
     },
   ) {
     this.downloads = new Semaphore(deps.config.maxConcurrentDownloads);
@@ -231,7 +230,7 @@ class ProgressCounter {
 
   constructor(
     private readonly total: number,
-    private readonly listener?: (progress: PullProgressEvent) => void,
+    private readonly listener?: (progress: PullProgress) => void,
   ) {
     listener?.({ doneBytes: 0, totalBytes: total });
   }

@@ -1,8 +1,7 @@
 import type { ImageManifest } from '../registry/oci-types.js';
-import { normalizeSelection } from '../store/model-key.js';
 import { describeArtifact, type ArtifactKind, type LayerInfo } from './artifact.js';
 import { checkEntryPath } from './unpack/safe-path.js';
-import { createPathFilter, type PathFilter } from './selection.js';
+import { createPathFilter, normalizeSelection, type PathFilter } from './selection.js';
 
 export interface PlannedLayer extends LayerInfo {
   /** False for a raw layer whose path the selection leaves out: it is never downloaded. */

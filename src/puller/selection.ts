@@ -7,6 +7,21 @@ import picomatch from 'picomatch';
  */
 export type PathFilter = (path: string) => boolean;
 
+/** `a, b,,c` → ['a', 'b', 'c']: a glob list as users write it (volume attributes, CLI flags). */
+export function parseGlobList(text: string): string[] {
+  return cleanGlobs(text.split(','));
+}
+
+/** Sorted, de-duplicated, trimmed: `a,b` and `b, a` select the same files, so share a model key. */
+export function normalizeSelection(include: readonly string[], exclude: readonly string[]): { include: string[]; exclude: string[] } {
+  const normalize = (globs: readonly string[]): string[] => [...new Set(cleanGlobs(globs))].sort();
+  return { include: normalize(include), exclude: normalize(exclude) };
+}
+
+function cleanGlobs(globs: readonly string[]): string[] {
+  return globs.map((glob) => glob.trim()).filter((glob) => glob !== '');
+}
+
 export function createPathFilter(include: readonly string[], exclude: readonly string[]): PathFilter {
   const matchAny = compile(include);
   const matchExcluded = compile(exclude);

@@ -1,6 +1,7 @@
 import { SingleFlight } from '../concurrency/single-flight.js';
 import { formatBytes } from '../config/quantity.js';
 import { DriverError } from '../errors/driver-error.js';
+import type { PullProgress } from '../puller/model-puller.js';
 
 /**
  * Background pulls, one per key however many callers ask. A pull is started by the first
@@ -8,11 +9,6 @@ import { DriverError } from '../errors/driver-error.js';
  * the wait (kubelet's deadline, a cancelled call) never cancels the pull. Kubelet's retry asks
  * for the same key and joins the job that is still running.
  */
-export interface PullProgress {
-  doneBytes: number;
-  totalBytes: number;
-}
-
 export interface PullJob<T> {
   readonly key: string;
   readonly description: string;
@@ -82,7 +78,7 @@ export async function waitForJob<T>(job: PullJob<T>, waitMs: number): Promise<T>
   }
 }
 
-export function describeProgress(job: PullJob<unknown>): string {
+function describeProgress(job: PullJob<unknown>): string {
   const { doneBytes, totalBytes } = job.progress;
   if (totalBytes <= 0) return `pulling ${job.description}: resolving`;
   const percent = Math.min(100, Math.floor((doneBytes / totalBytes) * 100));

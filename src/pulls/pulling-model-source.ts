@@ -5,13 +5,13 @@ import type { AcquiredModel, ModelRequest, ModelSource } from '../node/model-sou
 import { formatReference, parseReference, type Reference } from '../registry/reference.js';
 import type { ResolvedManifest } from '../registry/oci-types.js';
 import type { RegistryClient, RequestAuth } from '../registry/registry-client.js';
-import type { ModelPuller } from '../puller/model-puller.js';
+import type { ModelPuller, PullProgress } from '../puller/model-puller.js';
 import type { ModelStore } from '../store/model-store.js';
 import { modelKeyFor } from '../store/model-key.js';
 import type { PullEvents } from '../kube/pull-events.js';
 import { credentialHash, type AccessGrants } from './access-grants.js';
 import type { CacheBudget } from './cache-budget.js';
-import { PullTracker, waitForJob, type PullProgress } from './pull-tracker.js';
+import { PullTracker, waitForJob } from './pull-tracker.js';
 import type { TagCache } from './tag-cache.js';
 import type { SignatureVerifier } from '../verify/signature-verifier.js';
 

@@ -3,6 +3,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { classifyFsError } from '../errors/fs-error.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
+import { isSha256Digest } from '../registry/digest.js';
 
 /**
  * What each tag resolved to when it was last pulled on this node, so that
@@ -25,7 +26,7 @@ export class TagCache {
   async get(reference: string): Promise<TagRecord | undefined> {
     try {
       const record = JSON.parse(await readFile(this.file(reference), 'utf8')) as TagRecord;
-      return record.reference === reference && /^sha256:[0-9a-f]{64}$/.test(record.digest) ? record : undefined;
+      return record.reference === reference && isSha256Digest(record.digest) ? record : undefined;
     } catch {
       return undefined;
     }

@@ -27,7 +27,7 @@ export function isNotTlsError(err: unknown): boolean {
 }
 
 /** Certificate verification or handshake failures (not "the peer is not TLS"). */
-export function isTlsError(err: unknown): boolean {
+function isTlsError(err: unknown): boolean {
   const code = errorCode(err);
   if (code === undefined || isNotTlsError(err)) return false;
   return /CERT|SELF_SIGNED|ERR_TLS|ERR_SSL|UNABLE_TO_(GET|VERIFY)/.test(code);

@@ -1,4 +1,5 @@
 import { DriverError } from '../errors/driver-error.js';
+import { isSha256Digest } from './digest.js';
 import { MediaTypes, type Descriptor, type ImageIndex, type ImageManifest } from './oci-types.js';
 
 /**
@@ -14,7 +15,6 @@ export const MANIFEST_ACCEPT = [MediaTypes.ociManifest, MediaTypes.ociIndex, Med
 
 const INDEX_TYPES = new Set<string>([MediaTypes.ociIndex, MediaTypes.dockerManifestList]);
 const MANIFEST_TYPES = new Set<string>([MediaTypes.ociManifest, MediaTypes.dockerManifest]);
-const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 
 export type Parsed =
   | { kind: 'manifest'; mediaType: string; manifest: ImageManifest }
@@ -24,11 +24,11 @@ function protocol(where: string, why: string): DriverError {
   return new DriverError('REGISTRY_PROTOCOL', `${where}: ${why}; the artifact is malformed or hostile`, { retryable: false });
 }
 
-export function checkDescriptor(d: unknown, where: string): asserts d is Descriptor {
+function checkDescriptor(d: unknown, where: string): asserts d is Descriptor {
   const desc = d as Partial<Descriptor> | null;
   if (desc === null || typeof desc !== 'object') throw protocol(where, 'a descriptor is not an object');
   if (typeof desc.mediaType !== 'string' || desc.mediaType === '') throw protocol(where, 'a descriptor has no mediaType');
-  if (typeof desc.digest !== 'string' || !DIGEST_RE.test(desc.digest)) {
+  if (typeof desc.digest !== 'string' || !isSha256Digest(desc.digest)) {
     throw protocol(where, `descriptor digest ${JSON.stringify(String(desc.digest).slice(0, 80))} is not sha256:<64 hex>`);
   }
   if (typeof desc.size !== 'number' || !Number.isSafeInteger(desc.size) || desc.size < 0) {

@@ -98,7 +98,7 @@ export function rawRequest(url: URL, options: RawRequestOptions): Promise<RawRes
 }
 
 /** The response body: 4 MiB Buffers, and `dump()` as undici's body has it. */
-export class RawBody extends Readable {
+class RawBody extends Readable {
   constructor(private readonly socket: Socket) {
     super({ highWaterMark: 2 * PIECE_BYTES });
   }

@@ -1,4 +1,5 @@
 import { DriverError } from '../errors/driver-error.js';
+import { isSha256Digest } from './digest.js';
 
 /**
  * Image references as docker resolves them (github.com/distribution/reference, grammar in
@@ -26,7 +27,6 @@ const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
 const DOMAIN_RE = new RegExp(`^(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[a-fA-F0-9:]+\\])(?::[0-9]+)?$`);
 const PATH_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG_RE = /^\w[\w.-]{0,127}$/;
-const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 const MAX_NAME_LENGTH = 255;
 
 function invalid(input: string, why: string): DriverError {
@@ -43,7 +43,7 @@ export function parseReference(input: string): Reference {
   if (at >= 0) {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
-    if (!DIGEST_RE.test(digest)) {
+    if (!isSha256Digest(digest)) {
       throw invalid(input, `malformed digest "${digest}": expected sha256 followed by 64 lowercase hex characters`);
     }
   }

@@ -33,7 +33,7 @@ export interface RegistryClientOptions {
 }
 
 /** Default cap for fetchBlobBytes (configs): same as manifests. */
-export const MAX_SMALL_BLOB_BYTES = MAX_MANIFEST_BYTES;
+const MAX_SMALL_BLOB_BYTES = MAX_MANIFEST_BYTES;
 /** From this size a blob gets a connection of its own (raw-http.ts); smaller ones share keep-alive sockets. */
 const LARGE_BLOB_BYTES = 8 * 2 ** 20;
 const MAX_INDEX_DEPTH = 2;

@@ -40,7 +40,7 @@ export interface SendInit {
 }
 
 /** What both HTTP paths answer: undici's response data, or raw-http's. */
-export interface HttpResponse {
+interface HttpResponse {
   statusCode: number;
   headers: Record<string, string | string[] | undefined>;
   body: Readable & { dump(): Promise<void> };

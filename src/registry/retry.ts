@@ -31,7 +31,7 @@ export const DEFAULT_RETRY: RetryPolicy = Object.freeze({ attempts: 5, baseDelay
 export type RetryListener = (retry: { err: unknown; reason: string; attempt: number; delayMs: number }) => void;
 
 /** The label a retry is counted under: the catalog code, or a broken stream. */
-export function retryReason(err: unknown): string {
+function retryReason(err: unknown): string {
   return isDriverError(err) ? err.code : 'STREAM_BROKEN';
 }
 

@@ -24,7 +24,7 @@ export interface TransportOptions {
 export const HEADERS_TIMEOUT_MS = 60_000;
 export const BODY_IDLE_TIMEOUT_MS = 120_000;
 
-export function isLoopbackHost(host: string): boolean {
+function isLoopbackHost(host: string): boolean {
   const name = host.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1').toLowerCase();
   return name === 'localhost' || name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
 }

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { DriverError } from '../errors/driver-error.js';
 import { piecePool, type PiecePool, type SharedMemory } from '../fs/piece-pool.js';
+import type { HashPart, HashReply, HashRequest, HashWorkerData } from './hash-worker.js';
 
 /**
  * sha256 of a blob as it is downloaded, on worker threads. The bytes are hashed where they
@@ -26,63 +27,20 @@ export interface BlobHasher {
   discard(): void;
 }
 
-const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { createHash } = require('node:crypto');
-const { openSync, readSync, closeSync } = require('node:fs');
-let memory = workerData.memory;
-let scratch;
-const hashes = new Map();
-function hashFilePrefix(hash, path, length) {
-  scratch ??= Buffer.allocUnsafe(4 * 1024 * 1024);
-  const fd = openSync(path, 'r');
-  try {
-    for (let at = 0; at < length; ) {
-      const n = readSync(fd, scratch, 0, Math.min(scratch.length, length - at), at);
-      if (n === 0) throw new Error('file ended at ' + at + ' of ' + length + ' bytes');
-      hash.update(scratch.subarray(0, n));
-      at += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
+/**
+ * The worker's module (hash-worker.ts), beside this one: `.js` in dist/ (built by tsc), run
+ * as the worker's entry. From source (tests and the bench, under tsx) the file is `.ts`, and
+ * on Node 20 a worker does not take tsx's hooks from `execArgv: ['--import', 'tsx']` (its
+ * entry still fails with "Unknown file extension .ts"), so there the entry is one line that
+ * loads the module through tsx's own API. The module is the same either way.
+ */
+function workerEntry(): { entry: string | URL; eval: boolean } {
+  if (!import.meta.url.endsWith('.ts')) return { entry: new URL('./hash-worker.js', import.meta.url), eval: false };
+  const module = JSON.stringify(new URL('./hash-worker.ts', import.meta.url).href);
+  const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
+  return { entry: `import(${tsx}).then((tsx) => tsx.tsImport(${module}, ${module}))`, eval: true };
 }
-parentPort.on('message', (m) => {
-  if (m.op === 'memory') {
-    // The pool made, grew or dropped its arena (piece-pool.ts): this view has its new length.
-    memory = m.memory;
-    return;
-  }
-  if (m.op === 'open') {
-    const entry = { hash: createHash('sha256'), error: undefined };
-    hashes.set(m.id, entry);
-    try {
-      if (m.prefix > 0) hashFilePrefix(entry.hash, m.path, m.prefix);
-    } catch (err) {
-      entry.error = String((err && err.message) || err);
-    }
-    return;
-  }
-  const entry = hashes.get(m.id);
-  if (m.op === 'update') {
-    if (entry && !entry.error) {
-      // memory.buffer is read each time: the arena may have grown since the last message.
-      for (const part of m.parts) entry.hash.update(part.bytes ?? new Uint8Array(memory.buffer, part.offset, part.length));
-    }
-    parentPort.postMessage({ id: m.id });
-  } else if (m.op === 'digest') {
-    hashes.delete(m.id);
-    if (!entry) parentPort.postMessage({ id: m.id, error: 'unknown hash' });
-    else if (entry.error) parentPort.postMessage({ id: m.id, error: entry.error });
-    else parentPort.postMessage({ id: m.id, hex: entry.hash.digest('hex') });
-  } else if (m.op === 'discard') {
-    hashes.delete(m.id);
-  }
-});
-`;
-
-type Part = { offset: number; length: number } | { bytes: Uint8Array };
-type Reply = { id: number; hex?: string; error?: string };
+const WORKER = workerEntry();
 
 /**
  * A worker and the answers it owes; ref'd only while it owes one, so it never keeps a CLI
@@ -91,13 +49,14 @@ type Reply = { id: number; hex?: string; error?: string };
  */
 class HashWorker {
   readonly worker: Worker;
-  private readonly waiting = new Map<number, Array<(reply: Reply) => void>>();
+  private readonly waiting = new Map<number, Array<(reply: HashReply) => void>>();
   private owed = 0;
   stopped: string | undefined;
 
   constructor(memory: SharedMemory | undefined) {
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { memory } });
-    this.worker.on('message', (reply: Reply) => {
+    const workerData: HashWorkerData = { memory };
+    this.worker = new Worker(WORKER.entry, { eval: WORKER.eval, workerData });
+    this.worker.on('message', (reply: HashReply) => {
       const queue = this.waiting.get(reply.id);
       const settle = queue?.shift();
       if (queue?.length === 0) this.waiting.delete(reply.id);
@@ -116,7 +75,7 @@ class HashWorker {
   }
 
   /** Post a message that the worker answers; answers for one id come back in order. */
-  ask(id: number, message: object): Promise<Reply> {
+  ask(id: number, message: HashRequest): Promise<HashReply> {
     if (this.stopped !== undefined) return Promise.resolve({ id, error: `the hash worker stopped: ${this.stopped}` });
     return new Promise((resolve) => {
       const queue = this.waiting.get(id) ?? [];
@@ -127,7 +86,7 @@ class HashWorker {
     });
   }
 
-  tell(message: object): void {
+  tell(message: HashRequest): void {
     this.worker.postMessage(message);
   }
 }
@@ -161,7 +120,7 @@ export class HashWorkers {
     worker.tell({ op: 'open', id, path: prefix?.path, prefix: prefix?.length ?? 0 });
     return {
       update: async (chunks) => {
-        const parts: Part[] = chunks.map((chunk) => {
+        const parts: HashPart[] = chunks.map((chunk) => {
           const offset = this.pool.arenaOffset(chunk);
           return offset !== undefined ? { offset, length: chunk.length } : { bytes: chunk };
         });

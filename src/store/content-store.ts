@@ -10,7 +10,7 @@ import type { IngestProgress } from './blob-stream.js';
 import type { Logger } from '../log/logger.js';
 import type { Descriptor } from '../registry/oci-types.js';
 import { Retrier } from '../registry/retry.js';
-import { digestHex, isSha256Hex } from './digest.js';
+import { digestHex, isSha256Hex } from '../registry/digest.js';
 
 export type { BlobOpener } from './blob-download.js';
 export type { IngestProgress } from './blob-stream.js';

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { DriverError } from '../errors/driver-error.js';
-import { digestHex } from './digest.js';
+import { normalizeSelection } from '../puller/selection.js';
+import { digestHex } from '../registry/digest.js';
 
 /**
  * The key of a cached model: `sha256/<manifest hex>` for the whole model, or
@@ -9,12 +10,6 @@ import { digestHex } from './digest.js';
  * at exactly `<root>/models/sha256/<hex>`.
  */
 const MODEL_KEY = /^sha256\/[a-f0-9]{64}(-[a-f0-9]{16})?$/;
-
-/** Sorted, de-duplicated, trimmed: `a,b` and `b, a` select the same files, so share a key. */
-export function normalizeSelection(include: readonly string[], exclude: readonly string[]): { include: string[]; exclude: string[] } {
-  const clean = (globs: readonly string[]): string[] => [...new Set(globs.map((glob) => glob.trim()).filter((glob) => glob !== ''))].sort();
-  return { include: clean(include), exclude: clean(exclude) };
-}
 
 export function modelKeyFor(digest: string, include: readonly string[] = [], exclude: readonly string[] = []): string {
   const hex = digestHex(digest, 'model');

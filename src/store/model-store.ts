@@ -8,7 +8,7 @@ import type { Logger } from '../log/logger.js';
 import { KeyedLocks } from '../node/volume-locks.js';
 import { CacheUsage } from './cache-usage.js';
 import type { ContentStore } from './content-store.js';
-import { isSha256Hex } from './digest.js';
+import { isSha256Hex } from '../registry/digest.js';
 import { assertModelKey, keyToFileName } from './model-key.js';
 import { sealTree, unsealDirectories } from './read-only-tree.js';
 
@@ -201,7 +201,7 @@ export class ModelStore {
    * or shared file with more than one link is still part of a model, so removing it would
    * free nothing; it is kept.
    */
-  async gcBlobs(options: { staleMs?: number } = {}): Promise<GcResult> {
+  async collectGarbage(options: { staleMs?: number } = {}): Promise<GcResult> {
     const staleMs = options.staleMs ?? DEFAULT_STALE_MS;
     const result: GcResult = { blobs: await this.dropUnreferencedBlobs(), files: 0, ingest: 0, tmp: 0 };
     for (const hex of (await readdir(this.filesDir).catch(() => [] as string[])).filter(isSha256Hex)) {
@@ -234,11 +234,6 @@ export class ModelStore {
       if (await this.unlinkIfSingle(join(this.content.blobsDir, hex))) removed++;
     }
     return removed;
-  }
-
-  /** Logical bytes of all models (a file shared by two models counts in both). */
-  async totalBytes(): Promise<number> {
-    return (await this.list()).reduce((sum, model) => sum + model.sizeBytes, 0);
   }
 
   /**

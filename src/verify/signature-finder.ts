@@ -33,8 +33,8 @@ export type FoundSignature = {
   | { ok: false; problem: string }
 );
 
-export const SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
-export const SIMPLE_SIGNING_MEDIA_TYPE = 'application/vnd.dev.cosign.simplesigning.v1+json';
+const SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
+const SIMPLE_SIGNING_MEDIA_TYPE = 'application/vnd.dev.cosign.simplesigning.v1+json';
 const BUNDLE_MEDIA_TYPE_PREFIX = 'application/vnd.dev.sigstore.bundle';
 const PREDICATE_ANNOTATION = 'dev.sigstore.bundle.predicateType';
 const EMPTY_MEDIA_TYPE = 'application/vnd.oci.empty.v1+json';

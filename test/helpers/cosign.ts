@@ -60,13 +60,3 @@ export function sign(work: string, reference: string, key: CosignKey, options: S
     reference,
   ]);
 }
-
-/** `cosign verify --key` of `reference`: whether cosign itself accepts the signature. */
-export function cosignVerifies(work: string, reference: string, key: CosignKey, options: { bundle?: boolean } = {}): boolean {
-  try {
-    cosign(work, ['verify', '--key', key.pub, '--insecure-ignore-tlog', '--allow-http-registry', '--allow-insecure-registry', ...(options.bundle ? ['--new-bundle-format'] : []), reference]);
-    return true;
-  } catch {
-    return false;
-  }
-}

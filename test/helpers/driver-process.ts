@@ -110,7 +110,7 @@ export function closeClients(clients: CsiClients): void {
 /** One unary call; rejects with the grpc ServiceError (`code`, `details`). */
 export function callCsi<T = any>(client: Client, method: string, request: object, timeoutMs = 30_000): Promise<T> {
   return new Promise((resolve, reject) => {
-    const fn = (client as unknown as Record<string, Function>)[method];
+    const fn = (client as unknown as Record<string, (...args: unknown[]) => unknown>)[method];
     if (typeof fn !== 'function') return reject(new Error(`no method ${method}`));
     fn.call(client, request, { deadline: Date.now() + timeoutMs }, (err: Error | null, response: T) => (err ? reject(err) : resolve(response)));
   });

@@ -12,7 +12,7 @@ import { rmSync } from 'node:fs';
 import { makeSelfSignedCert } from './tls.js';
 import type { TokenAuthOptions } from './registry.js';
 
-export interface TokenRequestRecord {
+interface TokenRequestRecord {
   method: string;
   scope: string[];
   service: string | null;

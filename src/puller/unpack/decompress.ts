@@ -20,7 +20,7 @@ export function decompressorFor(format: LayerFormat): Transform | undefined {
  * `ondata` synchronously from `push`, so backpressure is the Transform's own: a chunk is
  * accepted only after its output was pushed, and pushing respects the readable's buffer.
  */
-export class ZstdDecompressStream extends Transform {
+class ZstdDecompressStream extends Transform {
   private readonly decoder: Decompress;
 
   constructor() {

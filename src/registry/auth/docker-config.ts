@@ -44,7 +44,7 @@ interface RawEntry {
 
 const DOCKER_HUB_KEY_HOST = 'index.docker.io';
 
-export function credentialId(c: Omit<Credential, 'id'>): string {
+function credentialId(c: Omit<Credential, 'id'>): string {
   const material = JSON.stringify([c.username ?? '', c.password ?? '', c.identityToken ?? '', c.registryToken ?? '']);
   return createHash('sha256').update(material).digest('hex').slice(0, 16);
 }

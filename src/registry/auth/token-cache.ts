@@ -11,7 +11,7 @@ export interface CachedToken {
 /** Refresh this long before expiry so a token does not lapse in flight. */
 const EXPIRY_SLACK_MS = 5_000;
 /** Token spec: "If omitted, a default of 60 seconds should be assumed". */
-export const DEFAULT_TOKEN_LIFETIME_S = 60;
+const DEFAULT_TOKEN_LIFETIME_S = 60;
 
 export class TokenCache {
   private readonly entries = new Map<string, CachedToken>();

@@ -50,7 +50,7 @@ test('a registry answering 503 for every blob: the origin is asked the documente
   // The default policy's attempts and bounds; only the delays are shortened.
   const client = new RegistryClient({ config, logger, metrics, retry: { baseDelayMs: 10, maxDelayMs: 50 } });
   const { content, models } = await openCache(join(work, 'cache'));
-  const puller = new ModelPuller({ client, store: content, models, config, logger, metrics });
+  const puller = new ModelPuller({ client, store: content, models, config, logger });
   origin.blobStatus = 503;
   mirror.blobStatus = 503;
   try {

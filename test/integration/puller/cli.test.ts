@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { pushModelPack } from '../../helpers/artifacts.js';
+import { mainCommand } from '../../helpers/driver-process.js';
 import { startRegistry, type TestRegistry } from '../../helpers/registry.js';
 
 let registry: TestRegistry;
@@ -18,10 +19,10 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-/** `model-csi ARGS` as a child process, off a terminal (so: JSON output). */
+/** `model-csi ARGS` as a child process, off a terminal (so: JSON output); the build with MODEL_CSI_TEST_DIST=1. */
 function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...mainCommand(), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));

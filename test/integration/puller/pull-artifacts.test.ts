@@ -33,7 +33,7 @@ before(async () => {
   metrics = new Metrics({ defaultMetrics: false });
   client = new RegistryClient({ config, logger, metrics, retry: { baseDelayMs: 20, maxDelayMs: 200 } });
   ({ content, models } = await openCache(join(work, 'cache')));
-  puller = new ModelPuller({ client, store: content, models, config, logger, metrics });
+  puller = new ModelPuller({ client, store: content, models, config, logger });
 });
 after(async () => {
   await client.close();

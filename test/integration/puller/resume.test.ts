@@ -44,7 +44,7 @@ test('a registry killed mid-pull and restarted: the pull resumes and re-fetches 
   const logger = createLogger('silent');
   const client = new RegistryClient({ config, logger, metrics, retry: { attempts: 8, baseDelayMs: 100, maxDelayMs: 1000 } });
   const { content, models } = await openCache(join(work, 'cache'));
-  const puller = new ModelPuller({ client, store: content, models, config, logger, metrics });
+  const puller = new ModelPuller({ client, store: content, models, config, logger });
 
   // Observe (not replace) the real client's blob requests: a resume asks from an offset.
   const offsets: number[] = [];

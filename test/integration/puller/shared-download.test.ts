@@ -39,7 +39,7 @@ before(async () => {
   const metrics = new Metrics({ defaultMetrics: false });
   client = new RegistryClient({ config, logger, metrics, retry: { baseDelayMs: 10, maxDelayMs: 50 } });
   const { content, models } = await openCache(join(work, 'cache'));
-  puller = new ModelPuller({ client, store: content, models, config, logger, metrics });
+  puller = new ModelPuller({ client, store: content, models, config, logger });
 });
 after(async () => {
   await client.close();

@@ -10,7 +10,7 @@ import { isDriverError } from '../../../src/errors/driver-error.js';
 import { Metrics } from '../../../src/metrics/metrics.js';
 import { CachedModelSource } from '../../helpers/cached-model-source.js';
 import { NodeService } from '../../../src/node/node-service.js';
-import { FakeMounter } from './fake-mounter.js';
+import { FakeMounter } from '../../helpers/fake-mounter.js';
 
 const HEX = 'a'.repeat(64);
 const REFERENCE = `127.0.0.1:5000/models/tiny@sha256:${HEX}`;

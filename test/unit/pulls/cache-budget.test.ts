@@ -155,7 +155,7 @@ describe('CacheBudget over the running account', () => {
     assert.equal(await models.usedBytes(), await walked(models, content), 'after evicting model 1 (its raw blob and the tar blob go)');
     await models.remove(keys[1]!);
     assert.equal(await models.usedBytes(), await walked(models, content), 'after evicting model 2 (the shared file goes with it)');
-    await models.gcBlobs({ staleMs: 0 });
+    await models.collectGarbage({ staleMs: 0 });
     assert.equal(await models.usedBytes(), await walked(models, content), 'after gc');
   });
 
@@ -167,7 +167,7 @@ describe('CacheBudget over the running account', () => {
     // `model-csi cache gc`: its own store on the same root removes the model and stamps.
     const gc = await ModelStore.open(root, { content: await ContentStore.open(root) });
     await gc.remove(key);
-    await gc.gcBlobs();
+    await gc.collectGarbage();
     await gc.reconcileUsage();
     await gc.stampUsageChanged();
     const after = await node.usedBytes();

@@ -98,7 +98,7 @@ describe('ModelStore', () => {
     await writeFile(freshIngest, 'partial');
 
     const release = content.lease([leased.digest]);
-    let result = await models.gcBlobs();
+    let result = await models.collectGarbage();
     assert.deepEqual(result, { blobs: 1, files: 0, ingest: 1, tmp: 0 });
     await assert.rejects(access(orphan.path));
     await access(kept.path);
@@ -109,7 +109,7 @@ describe('ModelStore', () => {
     await models.remove(key);
     assert.equal(await models.has(key), false);
     assert.deepEqual(await models.list(), []);
-    result = await models.gcBlobs();
+    result = await models.collectGarbage();
     assert.deepEqual(result, { blobs: 2, files: 1, ingest: 0, tmp: 0 });
     assert.deepEqual(await content.listBlobs(), []);
     assert.deepEqual(await readdir(models.tmpDir), []);
