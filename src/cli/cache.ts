@@ -6,10 +6,10 @@ import { createLogger, type Logger } from '../log/logger.js';
 import { Metrics } from '../metrics/metrics.js';
 import { readMountInfo } from '../mount/mountinfo.js';
 import { readInUseModelKeys } from '../node/volume-records.js';
-import { CacheBudget } from '../pulls/cache-budget.js';
+import { CacheBudget } from '../model-source/cache-budget.js';
 import { openCache } from '../store/open-cache.js';
 import type { ModelStore } from '../store/model-store.js';
-import { runCommand, usageError } from '../puller/command-result.js';
+import { runCommand, usageError } from '../artifacts/command-result.js';
 import { formatTable } from './table.js';
 
 const USAGE = 'usage: model-csi cache ls|gc [--root DIR] [--config FILE] [--min-idle-seconds N] [--json]';

@@ -2,12 +2,12 @@ import { hostname } from 'node:os';
 import { parseCommandLine } from '../config/settings.js';
 import { createLogger } from '../log/logger.js';
 import { Metrics } from '../metrics/metrics.js';
-import { ModelPuller } from '../puller/model-puller.js';
+import { ModelPuller } from '../artifacts/model-puller.js';
 import { formatReference, parseReference } from '../registry/reference.js';
 import { RegistryClient } from '../registry/registry-client.js';
 import { openCache } from '../store/open-cache.js';
-import { runCommand, splitGlobs, usageError } from '../puller/command-result.js';
-import { ProgressLine } from '../puller/progress-line.js';
+import { runCommand, splitGlobs, usageError } from '../artifacts/command-result.js';
+import { ProgressLine } from '../artifacts/progress-line.js';
 
 const USAGE = 'usage: model-csi pull REFERENCE [--root DIR] [--config FILE] [--include GLOBS] [--exclude GLOBS]';
 

@@ -8,7 +8,7 @@ export interface ResolvedModel {
   sizeBytes: number;
 }
 
-/** The controller's seam to the registry (src/pulls/registry-model-resolver.ts fits it). */
+/** The controller's seam to the registry (src/model-source/registry-model-resolver.ts fits it). */
 export interface ModelResolver {
   resolve(reference: string, dockerConfigJson?: string): Promise<ResolvedModel>;
 }

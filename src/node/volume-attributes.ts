@@ -1,6 +1,6 @@
 import { posix } from 'node:path';
 import { DriverError } from '../errors/driver-error.js';
-import { parseGlobList } from '../puller/selection.js';
+import { parseGlobList } from '../artifacts/selection.js';
 import { parseReference } from '../registry/reference.js';
 
 /**

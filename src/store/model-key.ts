@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { DriverError } from '../errors/driver-error.js';
-import { normalizeSelection } from '../puller/selection.js';
+import { normalizeSelection } from '../artifacts/selection.js';
 import { digestHex } from '../registry/digest.js';
 
 /**

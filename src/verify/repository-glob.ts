@@ -2,7 +2,7 @@ import picomatch from 'picomatch';
 
 /**
  * The `verify[].match` globs: picomatch over `host[:port]/repository` (`*` stays inside one
- * path segment, `**` crosses them), the same engine as include/exclude (puller/selection.ts)
+ * path segment, `**` crosses them), the same engine as include/exclude (artifacts/selection.ts)
  * without its path-only rules (base-name matching, `./` and trailing slashes).
  */
 export type RepositoryMatcher = (repository: string) => boolean;

@@ -7,7 +7,7 @@ import type { AcquiredModel, ModelRequest, ModelSource } from '../../src/node/mo
  * A ModelSource for unit tests of the node service: it serves `…@sha256:<hex>` references
  * whose model directory a test placed at `<root>/models/sha256/<hex>` (where the store
  * publishes full models) and refuses anything else with NOT_FOUND, without any registry.
- * The product's source is src/pulls/pulling-model-source.ts.
+ * The product's source is src/model-source/pulling-model-source.ts.
  */
 export class CachedModelSource implements ModelSource {
   constructor(private readonly root: string) {}

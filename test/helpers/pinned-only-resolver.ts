@@ -4,7 +4,7 @@ import type { ModelResolver, ResolvedModel } from '../../src/controller/model-re
 /**
  * A ModelResolver for unit tests of the controller: accepts references already pinned by
  * digest, without a registry; the size is unknown (0). The product's resolver is
- * src/pulls/registry-model-resolver.ts (covered against a real registry in
+ * src/model-source/registry-model-resolver.ts (covered against a real registry in
  * test/integration/controller).
  */
 export class PinnedOnlyResolver implements ModelResolver {

@@ -5,7 +5,7 @@ import type { AcquiredModel, ModelRequest, ModelSource } from '../node/model-sou
 import { formatReference, parseReference, type Reference } from '../registry/reference.js';
 import type { ResolvedManifest } from '../registry/oci-types.js';
 import type { RegistryClient, RequestAuth } from '../registry/registry-client.js';
-import type { ModelPuller, PullProgress } from '../puller/model-puller.js';
+import type { ModelPuller, PullProgress } from '../artifacts/model-puller.js';
 import type { ModelStore } from '../store/model-store.js';
 import { modelKeyFor } from '../store/model-key.js';
 import type { PullEvents } from '../kube/pull-events.js';

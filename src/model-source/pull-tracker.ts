@@ -1,7 +1,7 @@
 import { SingleFlight } from '../concurrency/single-flight.js';
 import { formatBytes } from '../config/quantity.js';
 import { DriverError } from '../errors/driver-error.js';
-import type { PullProgress } from '../puller/model-puller.js';
+import type { PullProgress } from '../artifacts/model-puller.js';
 
 /**
  * Background pulls, one per key however many callers ask. A pull is started by the first

@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import { isDriverError } from '../../../src/errors/driver-error.js';
 import { diskUsage } from '../../../src/fs/disk-usage.js';
 import { Metrics } from '../../../src/metrics/metrics.js';
-import { CacheBudget } from '../../../src/pulls/cache-budget.js';
+import { CacheBudget } from '../../../src/model-source/cache-budget.js';
 import { ContentStore } from '../../../src/store/content-store.js';
 import { keyToFileName } from '../../../src/store/model-key.js';
 import { ModelStore } from '../../../src/store/model-store.js';

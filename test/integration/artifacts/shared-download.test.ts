@@ -13,7 +13,7 @@ import { configFileSchema } from '../../../src/config/schema.js';
 import { isDriverError } from '../../../src/errors/driver-error.js';
 import { createLogger } from '../../../src/log/logger.js';
 import { Metrics } from '../../../src/metrics/metrics.js';
-import { ModelPuller, type PullRequest } from '../../../src/puller/model-puller.js';
+import { ModelPuller, type PullRequest } from '../../../src/artifacts/model-puller.js';
 import { parseReference } from '../../../src/registry/reference.js';
 import { RegistryClient } from '../../../src/registry/registry-client.js';
 import { openCache } from '../../../src/store/open-cache.js';

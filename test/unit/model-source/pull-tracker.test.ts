@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 import { isDriverError } from '../../../src/errors/driver-error.js';
-import { PullTracker, waitForJob } from '../../../src/pulls/pull-tracker.js';
+import { PullTracker, waitForJob } from '../../../src/model-source/pull-tracker.js';
 import { deferred } from '../../helpers/deferred.js';
 
 test('callers of the same key join one job; the work runs once', async () => {

@@ -3,9 +3,9 @@ import { lstat, mkdtemp, readFile, readlink, rm, stat, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createPathFilter } from '../../../src/puller/selection.js';
-import { defaultTarLimits, extractTarLayer } from '../../../src/puller/unpack/tar-extractor.js';
-import type { LayerFormat } from '../../../src/puller/media-types.js';
+import { createPathFilter } from '../../../src/artifacts/selection.js';
+import { defaultTarLimits, extractTarLayer } from '../../../src/artifacts/unpack/tar-extractor.js';
+import type { LayerFormat } from '../../../src/artifacts/media-types.js';
 import { ContentStore } from '../../../src/store/content-store.js';
 import { ModelStore } from '../../../src/store/model-store.js';
 import { buildTar, gzip, zstd, type TarEntrySpec } from '../../helpers/hostile-tar.js';

@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { isDriverError } from '../../../src/errors/driver-error.js';
-import { createPathFilter } from '../../../src/puller/selection.js';
-import { placeRawLayer } from '../../../src/puller/unpack/raw-file.js';
-import { defaultTarLimits, extractTarLayer } from '../../../src/puller/unpack/tar-extractor.js';
+import { createPathFilter } from '../../../src/artifacts/selection.js';
+import { placeRawLayer } from '../../../src/artifacts/unpack/raw-file.js';
+import { defaultTarLimits, extractTarLayer } from '../../../src/artifacts/unpack/tar-extractor.js';
 import { openCache } from '../../../src/store/open-cache.js';
 import { buildTar } from '../../helpers/hostile-tar.js';
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isDriverError } from '../../../src/errors/driver-error.js';
-import { describeArtifact } from '../../../src/puller/artifact.js';
-import { planPull } from '../../../src/puller/plan.js';
+import { describeArtifact } from '../../../src/artifacts/artifact.js';
+import { planPull } from '../../../src/artifacts/plan.js';
 import type { Descriptor, ImageManifest } from '../../../src/registry/oci-types.js';
 
 const digest = (n: number): string => `sha256:${n.toString(16).padStart(64, '0')}`;
