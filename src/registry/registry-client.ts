@@ -203,17 +203,7 @@ export class RegistryClient {
         await res.body.dump();
         throw statusError(res.statusCode, target, endpoint.host, {}, parseRetryAfter(res.headers['retry-after']));
       }
-      const chunks: Buffer[] = [];
-      let total = 0;
-      for await (const chunk of res.body as AsyncIterable<Buffer>) {
-        total += chunk.length;
-        if (total > MAX_MANIFEST_BYTES) {
-          res.body.destroy();
-          throw tooLarge(where, total);
-        }
-        chunks.push(chunk);
-      }
-      const parsed = parseManifest(Buffer.concat(chunks), MediaTypes.ociIndex, where);
+      const parsed = parseManifest(await readCapped(res.body, where), MediaTypes.ociIndex, where);
       if (parsed.kind !== 'index') throw new DriverError('REGISTRY_PROTOCOL', `registry ${endpoint.host} answered the ${where} with a manifest, not an index`, { retryable: false });
       return parsed.index;
     });
@@ -242,17 +232,7 @@ export class RegistryClient {
         res.body.destroy();
         throw tooLarge(`manifest ${name}`, declared);
       }
-      const chunks: Buffer[] = [];
-      let total = 0;
-      for await (const chunk of res.body as AsyncIterable<Buffer>) {
-        total += chunk.length;
-        if (total > MAX_MANIFEST_BYTES) {
-          res.body.destroy();
-          throw tooLarge(`manifest ${name}`, total);
-        }
-        chunks.push(chunk);
-      }
-      const bytes = Buffer.concat(chunks);
+      const bytes = await readCapped(res.body, `manifest ${name}`);
       const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
       // distribution-spec: a client SHOULD verify the content against Docker-Content-Digest.
       const claimed = res.headers['docker-content-digest'];
@@ -320,6 +300,21 @@ export class RegistryClient {
     }
     throw new Error('unreachable: the origin is always the last endpoint');
   }
+}
+
+/** A manifest-sized body read whole; past MAX_MANIFEST_BYTES the stream is cut and MANIFEST_TOO_LARGE thrown (a lying or absent content-length). */
+async function readCapped(body: SendResult['res']['body'], what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > MAX_MANIFEST_BYTES) {
+      body.destroy();
+      throw tooLarge(what, total);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
 }
 
 function tooLarge(what: string, size: number, max = MAX_MANIFEST_BYTES): DriverError {
