@@ -16,20 +16,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-# shellcheck source=test/cluster/lib/node.sh
-source "$ROOT/test/cluster/lib/node.sh"
-# shellcheck source=test/cluster/lib/registries.sh
-source "$ROOT/test/cluster/lib/registries.sh"
-# shellcheck source=test/cluster/lib/release.sh
-source "$ROOT/test/cluster/lib/release.sh"
-# shellcheck source=test/e2e/lib.sh
-source "$ROOT/test/e2e/lib.sh"
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; fi
-gopath=$(go env GOPATH)
-export PATH="$gopath/bin:$PATH"
-
-TEST_IMAGE=${TEST_IMAGE:?TEST_IMAGE=<image> from up.sh}
-TIMEOUT=${E2E_TIMEOUT:-180s}
+# shellcheck source=test/cluster/lib/e2e-env.sh
+source "$ROOT/test/cluster/lib/e2e-env.sh"
 TEST_NS=model-csi-e2e-cache
 REGISTRY_AUTH_PASSWORD=$(cat "$REGISTRY_DIR/auth-password")
 SECOND_NODE=model-csi-e2e-second-node
