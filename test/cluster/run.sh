@@ -12,7 +12,7 @@ down() {
   exit "$rc"
 }
 trap down EXIT
-"$ROOT/test/cluster/up.sh" | tee /dev/stderr >"${TMPDIR:-/tmp}/model-csi-cluster-up.out"
+"$ROOT/test/cluster/up.sh" | tee -a /dev/stderr >"${TMPDIR:-/tmp}/model-csi-cluster-up.out"
 up_done=$SECONDS
 eval "$(grep -E '^(KUBECONFIG|REGISTRY|TEST_IMAGE)=' "${TMPDIR:-/tmp}/model-csi-cluster-up.out" | sed 's/^/export /')"
 "$ROOT/test/cluster/e2e-model-cache.sh"
