@@ -12,7 +12,8 @@ import { modelKeyFor } from '../store/model-key.js';
 import type { ModelStore } from '../store/model-store.js';
 import { describeArtifact, type ArtifactKind } from './artifact.js';
 import { planPull, type PlannedLayer, type PullPlan } from './plan.js';
-import { Semaphore } from './semaphore.js';
+import { Semaphore } from '../concurrency/semaphore.js';
+import { BlobLocation } from '../registry/blob-location.js';
 import { placeRawLayer } from './unpack/raw-file.js';
 import { checkSymlinksInside } from './unpack/symlink-check.js';
 import { defaultTarLimits, extractTarLayer } from './unpack/tar-extractor.js';
@@ -156,17 +157,19 @@ export class ModelPuller {
     const desc = layer.descriptor;
     const where = `layer ${desc.digest} (${desc.mediaType}) of ${formatReference(request.reference)}`;
     let blobPath: string;
+    // Where the registry redirected this pull's first request for the blob: its later pieces go there.
+    const location = new BlobLocation();
     try {
       blobPath = await this.downloads.use(() =>
         store.ingest(
           desc,
           // `signal` is the shared download's (aborted only once every puller of this blob left).
-          (offset, signal, attempt) => client.fetchBlob(request.reference, desc, { offset, auth: request.auth ?? {}, signal, attempt }),
+          (offset, signal, attempt, end) => client.fetchBlob(request.reference, desc, { offset, end, auth: request.auth ?? {}, signal, attempt, location }),
           // Bytes received are counted in model_csi_pulled_bytes_total by the registry client.
           (event) => progress.set(index, event.doneBytes),
           // This pull's own: a failure of another of its layers detaches it from a blob
           // download other pulls share, and cancels the download only if none is left.
-          { signal: abort.signal, retrier: client.retrier },
+          { signal: abort.signal, retrier: client.retrier, connections: client.connectionsFor(request.reference) },
         ),
       );
     } catch (err) {

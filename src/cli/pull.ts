@@ -28,7 +28,7 @@ export async function pullCommand(argv: string[]): Promise<number> {
     const metrics = new Metrics({ defaultMetrics: false });
     const client = new RegistryClient({ config: settings.config, logger, metrics });
     try {
-      const { content, models } = await openCache(settings.root, { logger, directWrites: settings.config.directWrites });
+      const { content, models } = await openCache(settings.root, { logger, directWrites: settings.config.directWrites, rangedMinBlobBytes: settings.config.rangedMinBlobSize });
       const puller = new ModelPuller({ client, store: content, models, config: settings.config, logger });
       const tty = process.stderr.isTTY === true;
       const bar = tty ? new ProgressLine(process.stderr, formatReference(reference)) : undefined;

@@ -110,7 +110,7 @@ async function nodeServices(settings: Settings, kube: ApiServer, background: Bac
   const { config, root } = settings;
   // Key files are read here, once: a bad one stops start-up (CONFIG_INVALID) before the socket opens.
   const policy = SignaturePolicy.load(config.verify);
-  const { content, models } = await openCache(root, { logger, directWrites: config.directWrites });
+  const { content, models } = await openCache(root, { logger, directWrites: config.directWrites, rangedMinBlobBytes: config.rangedMinBlobSize });
   const client = new RegistryClient({ config, logger, metrics });
   const events = new PullEvents(podEventSink(settings, kube, logger));
   const puller = new ModelPuller({ client, store: content, models, config, logger });

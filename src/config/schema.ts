@@ -50,6 +50,18 @@ export const configFileSchema = z
     cacheBudget: quantity.optional(),
     maxConcurrentDownloads: z.number().int().min(1).max(64).default(8),
     /**
+     * Blob connections open at once on the node, and to one registry host (a mirror or an
+     * origin counts as its own host): the caps of ranged multi-connection downloads
+     * (store/ranged-download.ts) and of single-stream ones alike.
+     */
+    maxConnectionsPerNode: z.number().int().min(1).max(256).default(32),
+    maxConnectionsPerRegistry: z.number().int().min(1).max(256).default(16),
+    /**
+     * Blobs of this size and more are fetched as ranged pieces over several connections;
+     * smaller ones as one stream. Set it above the largest blob to keep one stream per blob.
+     */
+    rangedMinBlobSize: quantity.default('64Mi'),
+    /**
      * Write large blobs with O_DIRECT (past the page cache) where the filesystem allows:
      * much less CPU per byte, but the model is not left in the page cache for the pod's
      * first read. store/blob-file.ts.

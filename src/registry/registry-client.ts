@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import type { Logger } from 'pino';
 import type { ConfigFile } from '../config/schema.js';
+import { ConnectionBudget, type RegistryConnections } from '../concurrency/connection-budget.js';
 import { DriverError, isDriverError } from '../errors/driver-error.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { piecePool } from '../fs/piece-pool.js';
@@ -12,8 +13,9 @@ import { TokenCache } from './auth/token-cache.js';
 import { isAbort, parseRetryAfter, statusError, type Target } from './http-errors.js';
 import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, nodePlatform, parseManifest, selectFromIndex, type Platform } from './manifest.js';
 import { MediaTypes, type Descriptor, type ImageIndex, type ResolvedManifest } from './oci-types.js';
+import type { BlobLocation } from './blob-location.js';
 import { apiHost, formatReference, manifestReference, type Reference } from './reference.js';
-import { RegistryHttp, type Endpoint, type SendResult } from './registry-http.js';
+import { RegistryHttp, type Endpoint, type SendInit, type SendResult } from './registry-http.js';
 import { DEFAULT_RETRY, Retrier, type RetryPolicy } from './retry.js';
 import { Transport } from './transport.js';
 
@@ -60,6 +62,8 @@ export class RegistryClient {
   private readonly http: RegistryHttp;
   /** The one retry layer, shared with blob downloads (store/blob-download.ts); counts every retry. */
   readonly retrier: Retrier;
+  /** Blob connections open at once, per node and per registry (config maxConnectionsPer*). */
+  readonly connections: ConnectionBudget;
   private readonly platform: Platform;
 
   constructor(options: RegistryClientOptions) {
@@ -69,6 +73,7 @@ export class RegistryClient {
     const metrics = options.metrics;
     this.retrier = new Retrier({ ...DEFAULT_RETRY, ...options.retry }, ({ reason }) => metrics?.registryRetries.inc({ reason }));
     this.platform = options.platform ?? nodePlatform();
+    this.connections = new ConnectionBudget({ perNode: this.config.maxConnectionsPerNode, perRegistry: this.config.maxConnectionsPerRegistry });
     this.transport = new Transport(this.config, { connections: Math.max(16, this.config.maxConcurrentDownloads * 4) });
     this.credentials = new CredentialStore(this.config.dockerConfig, this.logger);
     this.http = new RegistryHttp(this.transport, new Authenticator(this.transport, new TokenCache(), this.logger), this.logger);
@@ -102,51 +107,77 @@ export class RegistryClient {
   }
 
   /**
-   * A blob as a stream from `offset` (`Range: bytes=<offset>-`). The returned offset is the
-   * one the server honoured: 0 when it ignored the range and sent the whole blob. The stream
-   * fails if the registry sends more than `desc.size`, or ends early (resume from there).
-   * One pass, no retry: the caller's resume loop retries (retry.ts). `attempt` is that loop's
-   * attempt in its streak: mirrors are asked on the first only, the origin every time.
+   * A blob as a stream from `offset` (`Range: bytes=<offset>-`), or the piece [offset, end)
+   * when `end` is given (`Range: bytes=<offset>-<end - 1>`). The returned offset is the one
+   * the server honoured: 0 when it ignored the range and sent the whole blob (a caller asking
+   * for pieces then takes the blob as one stream). The stream fails if the registry sends more
+   * than asked for, or ends early (resume from there). One pass, no retry: the caller's resume
+   * loop retries (retry.ts). `attempt` is that loop's attempt in its streak: mirrors are asked
+   * on the first only, the origin every time. With `location`, a redirect the registry answered
+   * is remembered and later pieces go straight there (blob-location.ts).
    */
   async fetchBlob(
     ref: Reference,
     desc: Descriptor,
-    opts: { offset?: number; auth?: RequestAuth; signal?: AbortSignal; attempt?: number } = {},
-  ): Promise<{ body: Readable; offset: number; recycle: (chunks: readonly Buffer[]) => void }> {
+    opts: { offset?: number; end?: number; auth?: RequestAuth; signal?: AbortSignal; attempt?: number; location?: BlobLocation } = {},
+  ): Promise<{ body: Readable; offset: number; end: number; recycle: (chunks: readonly Buffer[]) => void }> {
     const offset = opts.offset ?? 0;
-    if (!Number.isSafeInteger(offset) || offset < 0 || offset > desc.size) {
-      throw new DriverError('INVALID_ARGUMENT', `offset ${offset} is outside blob ${desc.digest} of ${desc.size} bytes`);
+    const end = opts.end ?? desc.size;
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset > desc.size || !Number.isSafeInteger(end) || end < offset || end > desc.size) {
+      throw new DriverError('INVALID_ARGUMENT', `range ${offset}-${end} is outside blob ${desc.digest} of ${desc.size} bytes`);
     }
-    if (offset === desc.size) return { body: Readable.from([]), offset, recycle: givePieces };
+    if (offset === end) return { body: Readable.from([]), offset, end, recycle: givePieces };
     const target: Target = { registry: ref.registry, repository: ref.repository };
     const pass = { retry: false, mirrors: (opts.attempt ?? 1) === 1 };
+    const range = offset === 0 && end === desc.size ? undefined : end === desc.size ? `bytes=${offset}-` : `bytes=${offset}-${end - 1}`;
     return this.acrossEndpoints(ref, opts, 'fetching a blob of', pass, async (endpoint) => {
-      const { res } = await this.http.send(endpoint, `/v2/${ref.repository}/blobs/${desc.digest}`, {
-        headers: offset > 0 ? { range: `bytes=${offset}-` } : {},
-        largeBody: desc.size - offset >= LARGE_BLOB_BYTES,
+      const init: SendInit = {
+        headers: range === undefined ? {} : { range },
+        largeBody: end - offset >= LARGE_BLOB_BYTES,
         ...this.sendContext(ref, endpoint, 'fetching a blob of', opts.signal),
-      });
+      };
+      let sent: SendResult | undefined;
+      const known = opts.location?.get(endpoint.host);
+      if (known !== undefined) {
+        sent = await this.http.sendToLocation(known, init);
+        if (sent.res.statusCode === 401 || sent.res.statusCode === 403) {
+          // Expired or revoked: ask the registry for a fresh redirect.
+          await sent.res.body.dump();
+          opts.location!.forget(endpoint.host);
+          sent = undefined;
+        }
+      }
+      sent ??= await this.http.send(endpoint, `/v2/${ref.repository}/blobs/${desc.digest}`, init);
+      const { res, url } = sent;
       let honoured: number;
+      let carries = desc.size;
       if (res.statusCode === 200) honoured = 0;
       else if (res.statusCode === 206) {
-        const m = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
+        carries = end;
+        const m = /^bytes (\d+)-(\d+)\/(?:\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
         honoured = m ? Number(m[1]) : NaN;
-        if (honoured !== offset) {
+        if (honoured !== offset || Number(m![2]) !== end - 1) {
           res.body.destroy();
-          throw new DriverError('REGISTRY_PROTOCOL', `registry ${endpoint.host} answered a range request for blob ${desc.digest} of ${ref.repository} with Content-Range "${String(res.headers['content-range'])}"`, { retryable: false });
+          throw new DriverError('REGISTRY_PROTOCOL', `registry ${endpoint.host} answered a range request (${range}) for blob ${desc.digest} of ${ref.repository} with Content-Range "${String(res.headers['content-range'])}"`, { retryable: false });
         }
       } else {
         await res.body.dump();
         throw statusError(res.statusCode, target, endpoint.host, { blob: desc.digest }, parseRetryAfter(res.headers['retry-after']));
       }
+      if (opts.location !== undefined && url.host !== endpoint.host && known === undefined) opts.location.remember(endpoint.host, url);
       const body = countingStream(res.body, {
-        expected: desc.size - honoured,
+        expected: carries - honoured,
         onBytes: (n) => this.metrics?.bytesPulled.inc({ registry: ref.registry }, n),
         describe: `blob ${desc.digest} from registry ${endpoint.host} (${ref.repository})`,
       });
       // The reader may hand body chunks back once done with them (raw-http.ts reuses them: piece-pool.ts).
-      return { body, offset: honoured, recycle: givePieces };
+      return { body, offset: honoured, end: carries, recycle: givePieces };
     });
+  }
+
+  /** The connection slots of blob downloads from this reference's registry (maxConnectionsPer*). */
+  connectionsFor(ref: Reference): RegistryConnections {
+    return this.connections.forRegistry(ref.registry);
   }
 
   /** A small blob (a config) read whole, size-capped and sha256-verified. */

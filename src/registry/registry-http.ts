@@ -97,6 +97,20 @@ export class RegistryHttp {
   }
 
   /**
+   * A request straight to a URL the registry redirected to before (registry/blob-location.ts):
+   * no Authorization, as for any redirect to another host. Network failures are classed as
+   * for the registry itself.
+   */
+  async sendToLocation(url: URL, init: SendInit): Promise<SendResult> {
+    try {
+      return await this.followRedirects(url, init, undefined);
+    } catch (err) {
+      if (isAbort(err)) throw err;
+      throw networkError(err, init.target, url.host, init.what);
+    }
+  }
+
+  /**
    * Follows 301/302/303/307/308 (blob GETs redirect to object storage). Authorization goes
    * only to the origin it was meant for: a redirect to another host gets none — presigned
    * URLs carry their own authorization, and our token must not leak to a third party.

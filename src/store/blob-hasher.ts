@@ -21,6 +21,8 @@ export interface BlobHasher {
    * is done with them: only then may their memory be reused.
    */
   update(chunks: readonly Buffer[]): Promise<void>;
+  /** Hash `length` bytes of the file at `path` from `at` next (pieces a resumed download kept). */
+  updateFromFile(path: string, at: number, length: number): Promise<void>;
   /** `sha256:<hex>` of everything hashed. The hasher is done after this. */
   digest(): Promise<string>;
   /** Give up (the download failed or restarts from zero). */
@@ -125,6 +127,10 @@ export class HashWorkers {
           return offset !== undefined ? { offset, length: chunk.length } : { bytes: chunk };
         });
         const reply = await worker.ask(id, { op: 'update', id, parts });
+        if (reply.error !== undefined) throw hashFailed(reply.error);
+      },
+      updateFromFile: async (path, at, length) => {
+        const reply = await worker.ask(id, { op: 'update', id, parts: [{ path, at, length }] });
         if (reply.error !== undefined) throw hashFailed(reply.error);
       },
       digest: async () => {

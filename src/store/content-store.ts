@@ -4,7 +4,10 @@ import { SingleFlight, type Flight } from '../concurrency/single-flight.js';
 import { DriverError } from '../errors/driver-error.js';
 import { fsyncDirectory } from '../fs/atomic-write.js';
 import { piecePool } from '../fs/piece-pool.js';
+import { ConnectionBudget, type RegistryConnections } from '../concurrency/connection-budget.js';
 import { BlobFile } from './blob-file.js';
+import { PieceMap } from './piece-map.js';
+import { fillBlobRanged } from './ranged-download.js';
 import { fillBlob, type BlobOpener, type FillResult, type Ingester } from './blob-download.js';
 import type { IngestProgress } from './blob-stream.js';
 import type { Logger } from '../log/logger.js';
@@ -24,7 +27,14 @@ export interface ContentStoreOptions {
   directWrites?: boolean;
   /** The retry layer for ingests whose caller brings none (registry/retry.ts defaults). */
   retrier?: Retrier;
+  /** Blobs of this size and more are fetched as ranged pieces (ranged-download.ts; config rangedMinBlobSize). */
+  rangedMinBlobBytes?: number;
 }
+
+/** The config default of rangedMinBlobSize. */
+export const DEFAULT_RANGED_MIN_BLOB_BYTES = 64 * 2 ** 20;
+/** Connection caps for ingests whose caller brings none (the config defaults). */
+const DEFAULT_CONNECTIONS = new ConnectionBudget({ perNode: 32, perRegistry: 16 });
 
 /**
  * The content-addressed blob store, after containerd's local content store:
@@ -121,10 +131,15 @@ export class ContentStore {
     desc: Descriptor,
     openBlob: BlobOpener,
     onBytes?: (progress: IngestProgress) => void,
-    options: { signal?: AbortSignal | undefined; retrier?: Retrier | undefined } = {},
+    options: { signal?: AbortSignal | undefined; retrier?: Retrier | undefined; connections?: RegistryConnections | undefined } = {},
   ): Promise<string> {
     const hex = digestHex(desc.digest);
-    const context: Ingester = { open: openBlob, onBytes, retrier: options.retrier ?? this.retrier };
+    const context: Ingester = {
+      open: openBlob,
+      onBytes,
+      retrier: options.retrier ?? this.retrier,
+      connections: options.connections ?? DEFAULT_CONNECTIONS.forRegistry(''),
+    };
     return this.flights.run(hex, (flight) => this.download(desc, hex, flight), { signal: options.signal, context });
   }
 
@@ -138,20 +153,24 @@ export class ContentStore {
       return target;
     }
     const ingestPath = join(this.ingestDir, hex);
+    const mapPath = PieceMap.pathFor(ingestPath);
     const file = await BlobFile.open(ingestPath, piecePool, { direct: this.options.directWrites ?? true });
     try {
-      let written: FillResult = await fillBlob(desc, ingestPath, file, flight, this.options.logger);
-      if (written === 'mismatch-after-resume') {
-        // The prefix from an earlier run may be torn (a crash before fsync can leave
-        // garbage); start over once before calling the registry's data corrupt.
-        this.options.logger?.warn({ digest: desc.digest }, 'resumed blob failed verification; downloading it again from the start');
+      let written = await this.fill(desc, ingestPath, file, flight);
+      if (written !== 'ok') {
+        // A prefix or pieces kept from an earlier run may be torn (a crash before fsync can
+        // leave garbage), and a registry or proxy may have served a bad range once: fetch the
+        // whole blob once more before calling the registry's data corrupt.
+        this.options.logger?.warn({ digest: desc.digest, resumed: written === 'mismatch-after-resume' }, 'blob failed verification; downloading it again from the start');
         await file.truncate(0);
-        written = await fillBlob(desc, ingestPath, file, flight, this.options.logger);
+        await PieceMap.remove(mapPath);
+        written = await this.fill(desc, ingestPath, file, flight);
       }
       if (written !== 'ok') {
         await file.close().catch(() => undefined);
         await rm(ingestPath, { force: true });
-        throw new DriverError('DIGEST_MISMATCH', `blob ${desc.digest} (${desc.mediaType}, ${desc.size} bytes) did not match its digest; the partial download was deleted. The registry or a proxy is serving corrupt data`, { retryable: true });
+        await PieceMap.remove(mapPath);
+        throw new DriverError('DIGEST_MISMATCH', `blob ${desc.digest} (${desc.mediaType}, ${desc.size} bytes) did not match its digest twice; the partial download was deleted. The registry or a proxy is serving corrupt data`, { retryable: true });
       }
       await file.sync();
     } finally {
@@ -160,7 +179,18 @@ export class ContentStore {
     await chmod(ingestPath, 0o444);
     await rename(ingestPath, target);
     await fsyncDirectory(this.blobsDir);
+    await PieceMap.remove(mapPath);
     return target;
+  }
+
+  /** Ranged pieces for a large blob, one stream otherwise or when the source serves no ranges. */
+  private async fill(desc: Descriptor, ingestPath: string, file: BlobFile, flight: Flight<undefined, Ingester>): Promise<FillResult> {
+    const { logger } = this.options;
+    if (desc.size >= (this.options.rangedMinBlobBytes ?? DEFAULT_RANGED_MIN_BLOB_BYTES)) {
+      const ranged = await fillBlobRanged(desc, ingestPath, file, flight, logger);
+      if (ranged !== 'ranges-refused') return ranged;
+    }
+    return fillBlob(desc, ingestPath, file, flight, logger);
   }
 
   private async isCompleteBlob(path: string, desc: Descriptor): Promise<boolean> {

@@ -42,7 +42,8 @@ export async function collectGarbage(scope: GcScope, options: { staleMs?: number
   const { content } = scope;
   const active = content.activeIngests();
   for (const name of await readdir(content.ingestDir).catch(() => [] as string[])) {
-    if (active.has(name) || content.isLeased(name)) continue;
+    const hex = name.replace(/\.pieces$/, ''); // a ranged download's piece map goes with its file
+    if (active.has(hex) || content.isLeased(hex)) continue;
     if (await removeIfStale(scope.account, join(content.ingestDir, name), staleMs)) result.ingest++;
   }
   for (const name of await readdir(scope.tmpDir).catch(() => [] as string[])) {

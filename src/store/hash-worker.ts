@@ -9,7 +9,11 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { SharedMemory } from '../fs/piece-pool.js';
 
-export type HashPart = { offset: number; length: number } | { bytes: Uint8Array };
+export type HashPart =
+  | { offset: number; length: number }
+  | { bytes: Uint8Array }
+  /** Bytes read back from a file: a piece a resumed ranged download kept (ranged-download.ts). */
+  | { path: string; at: number; length: number };
 
 export type HashRequest =
   /** The pool made, grew or dropped its arena (piece-pool.ts): this view has its new length. */
@@ -34,14 +38,14 @@ interface OpenHash {
   error: string | undefined;
 }
 
-function hashFilePrefix(hash: Hash, path: string, length: number, scratch: Buffer): void {
+function hashFileRange(hash: Hash, path: string, start: number, length: number, scratch: Buffer): void {
   const fd = openSync(path, 'r');
   try {
-    for (let at = 0; at < length; ) {
-      const n = readSync(fd, scratch, 0, Math.min(scratch.length, length - at), at);
-      if (n === 0) throw new Error(`file ended at ${at} of ${length} bytes`);
+    for (let done = 0; done < length; ) {
+      const n = readSync(fd, scratch, 0, Math.min(scratch.length, length - done), start + done);
+      if (n === 0) throw new Error(`file ended at ${start + done} of ${start + length} bytes`);
       hash.update(scratch.subarray(0, n));
-      at += n;
+      done += n;
     }
   } finally {
     closeSync(fd);
@@ -63,7 +67,7 @@ function serve(port: NonNullable<typeof parentPort>, data: HashWorkerData): void
         const entry: OpenHash = { hash: createHash('sha256'), error: undefined };
         hashes.set(m.id, entry);
         try {
-          if (m.prefix > 0 && m.path !== undefined) hashFilePrefix(entry.hash, m.path, m.prefix, (scratch ??= Buffer.allocUnsafe(PREFIX_READ_BYTES)));
+          if (m.prefix > 0 && m.path !== undefined) hashFileRange(entry.hash, m.path, 0, m.prefix, (scratch ??= Buffer.allocUnsafe(PREFIX_READ_BYTES)));
         } catch (err) {
           entry.error = err instanceof Error ? err.message : String(err);
         }
@@ -74,6 +78,13 @@ function serve(port: NonNullable<typeof parentPort>, data: HashWorkerData): void
         if (entry && entry.error === undefined) {
           for (const part of m.parts) {
             if ('bytes' in part) entry.hash.update(part.bytes);
+            else if ('path' in part) {
+              try {
+                hashFileRange(entry.hash, part.path, part.at, part.length, (scratch ??= Buffer.allocUnsafe(PREFIX_READ_BYTES)));
+              } catch (err) {
+                entry.error = err instanceof Error ? err.message : String(err);
+              }
+            }
             else if (memory === undefined) entry.error = 'a part names the piece arena, which this worker was never sent';
             // memory.buffer is read each time: the arena may have grown since the last message.
             else entry.hash.update(new Uint8Array(memory.buffer, part.offset, part.length));

@@ -1,0 +1,179 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, test } from 'node:test';
+import { ConnectionBudget } from '../../../src/concurrency/connection-budget.js';
+import { isDriverError } from '../../../src/errors/driver-error.js';
+import type { Descriptor } from '../../../src/registry/oci-types.js';
+import { DEFAULT_RETRY, Retrier } from '../../../src/registry/retry.js';
+import { ContentStore, type BlobOpener } from '../../../src/store/content-store.js';
+import { PieceMap } from '../../../src/store/piece-map.js';
+import { RANGED_PIECE_BYTES } from '../../../src/store/ranged-download.js';
+
+const MiB = 2 ** 20;
+const quickRetrier = new Retrier({ ...DEFAULT_RETRY, baseDelayMs: 10, maxDelayMs: 20 });
+
+let base: string;
+before(async () => {
+  base = await mkdtemp(join(tmpdir(), 'model-csi-ranged-'));
+});
+after(async () => rm(base, { recursive: true, force: true }));
+
+const descriptorOf = (bytes: Buffer): Descriptor => ({
+  mediaType: 'application/vnd.cncf.model.weight.v1.raw',
+  digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`,
+  size: bytes.length,
+});
+
+interface RangeOpener extends BlobOpener {
+  requests: Array<{ offset: number; end: number | undefined }>;
+  open: number;
+  maxOpen: number;
+}
+
+/**
+ * Serves `bytes` as a registry does: the asked range (206) or, with `ignoreRange`, the whole
+ * blob (200). `bytesPerMs` paces each connection (an origin that limits each one); `corrupt`
+ * flips a byte of every answer that covers that offset; `failOnce` cuts the first answer that
+ * covers that offset after half of it.
+ */
+function ranges(bytes: Buffer, o: { ignoreRange?: boolean; bytesPerMs?: number; corrupt?: number; failOnce?: number } = {}): RangeOpener {
+  let failed = false;
+  const opener = (async (offset: number, _signal: AbortSignal, _attempt: number, end?: number) => {
+    opener.requests.push({ offset, end });
+    const start = o.ignoreRange ? 0 : offset;
+    const stop = o.ignoreRange || end === undefined ? bytes.length : end;
+    opener.open++;
+    opener.maxOpen = Math.max(opener.maxOpen, opener.open);
+    let cutAt = Infinity;
+    if (o.failOnce !== undefined && !failed && start <= o.failOnce && o.failOnce < stop) {
+      failed = true;
+      cutAt = start + Math.floor((stop - start) / 2);
+    }
+    async function* chunks(): AsyncGenerator<Buffer> {
+      try {
+        for (let at = start; at < stop; at += 256 * 1024) {
+          if (at >= cutAt) throw new Error('connection reset by peer');
+          const chunk = Buffer.from(bytes.subarray(at, Math.min(at + 256 * 1024, stop)));
+          if (o.corrupt !== undefined && o.corrupt >= at && o.corrupt < at + chunk.length) chunk[o.corrupt - at]! ^= 0xff;
+          if (o.bytesPerMs) await sleep(chunk.length / o.bytesPerMs);
+          yield chunk;
+        }
+      } finally {
+        opener.open--;
+      }
+    }
+    return { body: Readable.from(chunks()), offset: start, ...(o.ignoreRange ? {} : { end: stop }) };
+  }) as unknown as RangeOpener;
+  opener.requests = [];
+  opener.open = 0;
+  opener.maxOpen = 0;
+  return opener;
+}
+
+async function openStore(name: string): Promise<ContentStore> {
+  return ContentStore.open(join(base, name), { retrier: quickRetrier, rangedMinBlobBytes: 16 * MiB });
+}
+
+describe('ranged downloads', () => {
+  test('a large blob is fetched as ranged pieces over several connections at once, and verified', async () => {
+    const store = await openStore('a');
+    const bytes = randomBytes(40 * MiB);
+    const desc = descriptorOf(bytes);
+    const opener = ranges(bytes, { bytesPerMs: 20_000 }); // 20 MB/s a connection
+    const path = await store.ingest(desc, opener);
+    assert.deepEqual(await readFile(path), bytes);
+    assert.ok(opener.maxOpen >= 2, `${opener.maxOpen} connections at once`);
+    assert.equal(opener.requests.length, 5, 'five 8 MiB pieces, each asked for once');
+    for (const { offset, end } of opener.requests) {
+      assert.equal(offset % RANGED_PIECE_BYTES, 0);
+      assert.equal(end, Math.min(bytes.length, offset + RANGED_PIECE_BYTES));
+    }
+    assert.deepEqual(await readdir(store.ingestDir), [], 'no partial and no piece map left');
+  });
+
+  test('below the threshold a blob is one stream', async () => {
+    const store = await openStore('b');
+    const bytes = randomBytes(12 * MiB);
+    const opener = ranges(bytes);
+    await store.ingest(descriptorOf(bytes), opener);
+    assert.deepEqual(opener.requests, [{ offset: 0, end: undefined }]);
+  });
+
+  test('a source that ignores Range (200, the whole blob) is fetched as one stream', async () => {
+    const store = await openStore('c');
+    const bytes = randomBytes(24 * MiB);
+    const opener = ranges(bytes, { ignoreRange: true });
+    const path = await store.ingest(descriptorOf(bytes), opener);
+    assert.deepEqual(await readFile(path), bytes);
+    assert.deepEqual(opener.requests, [{ offset: 0, end: RANGED_PIECE_BYTES }, { offset: 0, end: undefined }], 'one piece asked for, then the blob as one stream');
+  });
+
+  test('a range answered with wrong bytes is caught: fetched once more, then DIGEST_MISMATCH, nothing kept', async () => {
+    const store = await openStore('d');
+    const bytes = randomBytes(24 * MiB);
+    const desc = descriptorOf(bytes);
+    const opener = ranges(bytes, { corrupt: 17 * MiB + 5 });
+    await assert.rejects(store.ingest(desc, opener), (err: unknown) => isDriverError(err, 'DIGEST_MISMATCH') && err.grpcStatus === 15 && err.message.includes(desc.digest));
+    assert.equal(opener.requests.length, 6, 'three pieces, twice');
+    assert.deepEqual(await readdir(store.blobsDir), []);
+    assert.deepEqual(await readdir(store.ingestDir), []);
+  });
+
+  test('a piece that breaks is fetched again alone, from the bytes it had', async () => {
+    const store = await openStore('e');
+    const bytes = randomBytes(32 * MiB);
+    const opener = ranges(bytes, { failOnce: 20 * MiB });
+    const path = await store.ingest(descriptorOf(bytes), opener);
+    assert.deepEqual(await readFile(path), bytes);
+    const piece2 = opener.requests.filter(({ end }) => end === 3 * RANGED_PIECE_BYTES);
+    assert.deepEqual(piece2, [{ offset: 2 * RANGED_PIECE_BYTES, end: 3 * RANGED_PIECE_BYTES }, { offset: 20 * MiB, end: 3 * RANGED_PIECE_BYTES }]);
+    assert.equal(opener.requests.length, 5, 'four pieces and one resumed piece');
+  });
+
+  test('a resumed download keeps every completed piece of the map, not only a prefix', async () => {
+    const store = await openStore('f');
+    const bytes = randomBytes(48 * MiB);
+    const desc = descriptorOf(bytes);
+    const ingest = join(store.ingestDir, desc.digest.slice(7));
+    // What a killed download left: pieces 1, 2 and 4 of 6 on disk, and its map.
+    const file = Buffer.alloc(5 * RANGED_PIECE_BYTES);
+    const map = PieceMap.fresh(desc.size, RANGED_PIECE_BYTES);
+    for (const i of [1, 2, 4]) {
+      bytes.copy(file, i * RANGED_PIECE_BYTES, i * RANGED_PIECE_BYTES, (i + 1) * RANGED_PIECE_BYTES);
+      map.markDone(i);
+    }
+    await writeFile(ingest, file);
+    await map.save(PieceMap.pathFor(ingest));
+    const opener = ranges(bytes);
+    const path = await store.ingest(desc, opener);
+    assert.deepEqual(await readFile(path), bytes);
+    assert.deepEqual(opener.requests.map(({ offset }) => offset / RANGED_PIECE_BYTES).sort(), [0, 3, 5], 'only the missing pieces');
+  });
+
+  test('the connection caps hold across downloads', async () => {
+    const store = await openStore('g');
+    const budget = new ConnectionBudget({ perNode: 10, perRegistry: 3 });
+    const blobs = [randomBytes(40 * MiB), randomBytes(40 * MiB)];
+    const shared = { open: 0, max: 0 };
+    const openers = blobs.map((bytes) => {
+      const inner = ranges(bytes, { bytesPerMs: 40_000 });
+      return (async (...args: Parameters<BlobOpener>) => {
+        const result = await inner(...args);
+        shared.open++;
+        shared.max = Math.max(shared.max, shared.open);
+        result.body.once('close', () => shared.open--);
+        return result;
+      }) as BlobOpener;
+    });
+    const connections = budget.forRegistry('registry.example');
+    await Promise.all(blobs.map((bytes, i) => store.ingest(descriptorOf(bytes), openers[i]!, undefined, { connections })));
+    assert.ok(shared.max <= 3, `${shared.max} connections at once to one registry`);
+    assert.ok(shared.max >= 2, 'and more than one');
+    assert.deepEqual(budget.inUse(), { node: 0, registries: { 'registry.example': 0 } }, 'every slot given back');
+  });
+});
