@@ -12,8 +12,26 @@
  */
 export class BlobLocation {
   private readonly byEndpoint = new Map<string, { url: URL; expiresAt: number }>();
+  /** An ask of the registry in progress per endpoint: the other connections wait for its answer. */
+  private readonly asking = new Map<string, Promise<void>>();
 
   constructor(private readonly now: () => number = Date.now) {}
+
+  /**
+   * The location to fetch from for this endpoint, once any ask in progress has its answer; or
+   * undefined, and then this caller asks the registry and must call `answered` once it has the
+   * response head (the next callers wait until then, so one redirect is followed, not one per
+   * connection).
+   */
+  async next(endpoint: string): Promise<{ url: URL | undefined; answered: () => void }> {
+    for (let pending = this.asking.get(endpoint); pending !== undefined; pending = this.asking.get(endpoint)) await pending;
+    const url = this.get(endpoint);
+    if (url !== undefined) return { url, answered: () => undefined };
+    let answered!: () => void;
+    const ask = new Promise<void>((resolve) => (answered = resolve)).finally(() => this.asking.delete(endpoint));
+    this.asking.set(endpoint, ask);
+    return { url: undefined, answered };
+  }
 
   /** The location to fetch from for this endpoint, or undefined when the registry must be asked. */
   get(endpoint: string): URL | undefined {

@@ -136,19 +136,7 @@ export class RegistryClient {
         largeBody: end - offset >= LARGE_BLOB_BYTES,
         ...this.sendContext(ref, endpoint, 'fetching a blob of', opts.signal),
       };
-      let sent: SendResult | undefined;
-      const known = opts.location?.get(endpoint.host);
-      if (known !== undefined) {
-        sent = await this.http.sendToLocation(known, init);
-        if (sent.res.statusCode === 401 || sent.res.statusCode === 403) {
-          // Expired or revoked: ask the registry for a fresh redirect.
-          await sent.res.body.dump();
-          opts.location!.forget(endpoint.host);
-          sent = undefined;
-        }
-      }
-      sent ??= await this.http.send(endpoint, `/v2/${ref.repository}/blobs/${desc.digest}`, init);
-      const { res, url } = sent;
+      const { res } = await this.sendBlobGet(ref, desc, endpoint, init, opts.location);
       let honoured: number;
       let carries = desc.size;
       if (res.statusCode === 200) honoured = 0;
@@ -164,7 +152,6 @@ export class RegistryClient {
         await res.body.dump();
         throw statusError(res.statusCode, target, endpoint.host, { blob: desc.digest }, parseRetryAfter(res.headers['retry-after']));
       }
-      if (opts.location !== undefined && url.host !== endpoint.host && known === undefined) opts.location.remember(endpoint.host, url);
       const body = countingStream(res.body, {
         expected: carries - honoured,
         onBytes: (n) => this.metrics?.bytesPulled.inc({ registry: ref.registry }, n),
@@ -173,6 +160,32 @@ export class RegistryClient {
       // The reader may hand body chunks back once done with them (raw-http.ts reuses them: piece-pool.ts).
       return { body, offset: honoured, end: carries, recycle: givePieces };
     });
+  }
+
+  /**
+   * One blob GET: straight to the location the registry redirected to before, while it is
+   * valid (blob-location.ts); else to the registry, remembering where it redirects. A location
+   * that answers 401/403 (expired, revoked) is dropped and the registry asked again.
+   */
+  private async sendBlobGet(ref: Reference, desc: Descriptor, endpoint: Endpoint, init: SendInit, location: BlobLocation | undefined): Promise<SendResult> {
+    for (;;) {
+      const next = await location?.next(endpoint.host);
+      if (next?.url !== undefined) {
+        const sent = await this.http.sendToLocation(next.url, init);
+        if (sent.res.statusCode !== 401 && sent.res.statusCode !== 403) return sent;
+        await sent.res.body.dump();
+        location!.forget(endpoint.host);
+        continue;
+      }
+      try {
+        const sent = await this.http.send(endpoint, `/v2/${ref.repository}/blobs/${desc.digest}`, init);
+        const ok = sent.res.statusCode === 200 || sent.res.statusCode === 206;
+        if (location !== undefined && ok && sent.url.host !== endpoint.host) location.remember(endpoint.host, sent.url);
+        return sent;
+      } finally {
+        next?.answered();
+      }
+    }
   }
 
   /** The connection slots of blob downloads from this reference's registry (maxConnectionsPer*). */

@@ -32,6 +32,11 @@ export interface CountingProxy {
   holdBlobs: Map<string, Promise<void>>;
   /** Every blob GET in order: digest and its `Range` header (undefined when none). */
   blobRequests: Array<{ digest: string; range: string | undefined }>;
+  /** Blob GET bodies being served now, and the most at once since the last reset. */
+  openBlobBodies: number;
+  maxOpenBlobBodies: number;
+  /** When it returns a promise, that blob GET waits for it before it is forwarded (one range held back). */
+  holdRequest: ((digest: string, range: string | undefined) => Promise<void> | undefined) | undefined;
   totalBlobBytes(): number;
   reset(): void;
   /** Stop listening and drop open connections: the host refuses connections, as a registry that is down. */
@@ -67,6 +72,9 @@ export async function startCountingProxy(upstream: string, options: CountingProx
     corruptBlobs: new Set(),
     holdBlobs: new Map(),
     blobRequests: [],
+    openBlobBodies: 0,
+    maxOpenBlobBodies: 0,
+    holdRequest: undefined,
     totalBlobBytes: () => [...proxy.blobBytes.values()].reduce((a, b) => a + b, 0),
     reset: () => {
       proxy.blobGets.clear();
@@ -74,6 +82,7 @@ export async function startCountingProxy(upstream: string, options: CountingProx
       proxy.manifestGets = 0;
       proxy.requests = 0;
       proxy.blobRequests.length = 0;
+      proxy.maxOpenBlobBodies = proxy.openBlobBodies;
     },
     down: async () => {
       const closed = new Promise((resolve) => server.close(resolve));
@@ -111,6 +120,7 @@ export async function startCountingProxy(upstream: string, options: CountingProx
       return;
     }
     if (blob) await proxy.holdBlobs.get(blob);
+    if (blob && req.method === 'GET') await proxy.holdRequest?.(blob, typeof req.headers.range === 'string' ? req.headers.range : undefined);
     let corrupt = blob !== undefined && req.method === 'GET' && proxy.corruptBlobs.has(blob);
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) {
@@ -121,6 +131,10 @@ export async function startCountingProxy(upstream: string, options: CountingProx
       const out: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && k !== 'connection' && k !== 'keep-alive') out[k] = v;
       res.writeHead(up.statusCode, out);
+      if (blob !== undefined && req.method === 'GET') {
+        proxy.maxOpenBlobBodies = Math.max(proxy.maxOpenBlobBodies, ++proxy.openBlobBodies);
+        res.once('close', () => void proxy.openBlobBodies--);
+      }
       for await (let chunk of up.body as AsyncIterable<Buffer>) {
         if (corrupt && chunk.length > 0) {
           chunk = Buffer.from(chunk);

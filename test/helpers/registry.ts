@@ -30,6 +30,8 @@ export interface StartRegistryOptions {
   htpasswd?: { user: string; password: string };
   tls?: boolean;
   tokenAuth?: TokenAuthOptions;
+  /** Run as a pull-through cache of this registry URL (distribution's `proxy.remoteurl`): a mirror. */
+  proxyRemoteUrl?: string;
 }
 
 export interface TestRegistry {
@@ -89,6 +91,7 @@ function configYaml(port: number, storageDir: string, opts: StartRegistryOptions
   ];
   if (files.cert) lines.push('  tls:', `    certificate: ${files.cert}`, `    key: ${files.key}`);
   if (files.htpasswd) lines.push('auth:', '  htpasswd:', '    realm: model-csi-test', `    path: ${files.htpasswd}`);
+  if (opts.proxyRemoteUrl) lines.push('proxy:', `  remoteurl: ${opts.proxyRemoteUrl}`);
   if (opts.tokenAuth) {
     const t = opts.tokenAuth;
     lines.push('auth:', '  token:', `    realm: ${t.realm}`, `    service: ${t.service}`, `    issuer: ${t.issuer}`, `    rootcertbundle: ${t.rootCertBundle}`);
