@@ -11,7 +11,8 @@
  * carries its own.
  */
 export class BlobLocation {
-  private readonly byEndpoint = new Map<string, { url: URL; expiresAt: number }>();
+  /** Per endpoint, where its blob GETs end: a location, or `direct` (it serves the bytes itself). */
+  private readonly byEndpoint = new Map<string, { url: URL | 'direct'; expiresAt: number }>();
   /** An ask of the registry in progress per endpoint: the other connections wait for its answer. */
   private readonly asking = new Map<string, Promise<void>>();
 
@@ -25,16 +26,16 @@ export class BlobLocation {
    */
   async next(endpoint: string): Promise<{ url: URL | undefined; answered: () => void }> {
     for (let pending = this.asking.get(endpoint); pending !== undefined; pending = this.asking.get(endpoint)) await pending;
-    const url = this.get(endpoint);
-    if (url !== undefined) return { url, answered: () => undefined };
+    const known = this.lookup(endpoint);
+    if (known !== undefined) return { url: known === 'direct' ? undefined : known, answered: () => undefined };
     let answered!: () => void;
     const ask = new Promise<void>((resolve) => (answered = resolve)).finally(() => this.asking.delete(endpoint));
     this.asking.set(endpoint, ask);
     return { url: undefined, answered };
   }
 
-  /** The location to fetch from for this endpoint, or undefined when the registry must be asked. */
-  get(endpoint: string): URL | undefined {
+  /** Where this endpoint's blob GETs end, while still valid; undefined when the registry must be asked. */
+  private lookup(endpoint: string): URL | 'direct' | undefined {
     const known = this.byEndpoint.get(endpoint);
     if (known === undefined) return undefined;
     if (this.now() >= known.expiresAt) {
@@ -47,6 +48,11 @@ export class BlobLocation {
   /** The registry at `endpoint` redirected a blob GET that ended at `url` (on another host). */
   remember(endpoint: string, url: URL): void {
     this.byEndpoint.set(endpoint, { url, expiresAt: presignedExpiry(url, this.now()) });
+  }
+
+  /** The registry at `endpoint` answered a blob GET itself: no redirect to wait for. */
+  rememberDirect(endpoint: string): void {
+    this.byEndpoint.set(endpoint, { url: 'direct', expiresAt: Infinity });
   }
 
   forget(endpoint: string): void {

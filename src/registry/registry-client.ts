@@ -180,7 +180,10 @@ export class RegistryClient {
       try {
         const sent = await this.http.send(endpoint, `/v2/${ref.repository}/blobs/${desc.digest}`, init);
         const ok = sent.res.statusCode === 200 || sent.res.statusCode === 206;
-        if (location !== undefined && ok && sent.url.host !== endpoint.host) location.remember(endpoint.host, sent.url);
+        if (location !== undefined && ok) {
+          if (sent.url.host !== endpoint.host) location.remember(endpoint.host, sent.url);
+          else location.rememberDirect(endpoint.host);
+        }
         return sent;
       } finally {
         next?.answered();

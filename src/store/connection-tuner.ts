@@ -1,29 +1,36 @@
 /**
- * How many connections one ranged download uses (ranged-download.ts): start small, and add one
- * while each connection's throughput holds, as measured over a window at a steady count.
+ * How many connections one ranged download uses (ranged-download.ts): start small, grow while
+ * each connection's throughput holds, as measured over a window at a steady count.
  *
- * The rule: with n connections for a window, the download moved R(n) bytes per second; with
- * one fewer it moved R(n-1). The n-th connection paid for itself when it added at least
- * GAIN of an average connection's share, R(n) ≥ R(n-1) · (1 + GAIN / (n-1)); then another is
- * tried. Otherwise the count settles at n-1. An
- * origin that limits each connection (object storage behind a registry: ~50-100 MB/s each)
- * keeps paying until the caps; a link or disk that one connection already fills stops at once.
+ * The rule: at `base` connections the download moved R(base) bytes per second. A larger count
+ * n paid for itself when each added connection brought at least GAIN of an average
+ * connection's share: R(n) ≥ R(base) · (1 + GAIN · (n - base) / base). The count doubles while
+ * that holds (an origin that limits each connection, as object storage behind a registry does
+ * at ~50-100 MB/s each, keeps paying up to the cap); once a count does not pay, the counts
+ * between the last one that paid and it are bisected, and the download settles at the largest
+ * that paid. A link or disk that two connections already fill settles at two after one window.
+ *
+ * A window lasts at least `windowMs` and until every connection could deliver
+ * `windowBytesPerConnection` (bytes arrive in 4 MiB pieces: fewer per window would measure the
+ * pieces' timing, not the rate).
  */
 export interface TunerSettings {
   start: number;
   max: number;
-  /** How long a count is measured before it is judged. */
   windowMs: number;
+  windowBytesPerConnection: number;
 }
 
-/** A new connection must add this fraction of an average connection's throughput to stay. */
+/** An added connection must bring this fraction of an average connection's throughput. */
 const GAIN = 0.6;
 
 export class ConnectionTuner {
   private wanted: number;
   private settled = false;
-  /** Rate at the previous count (bytes per ms), or undefined before the first judgement. */
-  private previousRate: number | undefined;
+  /** The largest count that paid, and its rate (bytes per ms); undefined before the first window. */
+  private base: { count: number; rate: number } | undefined;
+  /** The smallest count known not to pay (the bisection's upper end). */
+  private tooMany: number | undefined;
   private windowStart: number;
   private windowBytes = 0;
   private windowCount = 0;
@@ -41,10 +48,7 @@ export class ConnectionTuner {
     return this.wanted;
   }
 
-  /**
-   * `bytes` arrived while `active` connections were running. Returns the count wanted now:
-   * judged at the end of each window measured at one steady count.
-   */
+  /** `bytes` arrived while `active` connections were running. Returns the count wanted now. */
   observe(bytes: number, active: number): number {
     if (this.settled) return this.wanted;
     const at = this.now();
@@ -57,18 +61,8 @@ export class ConnectionTuner {
     }
     this.windowBytes += bytes;
     const elapsed = at - this.windowStart;
-    if (elapsed < this.settings.windowMs || active < this.wanted) return this.wanted;
-    const rate = this.windowBytes / elapsed;
-    const previous = this.previousRate;
-    if (previous === undefined || active === 1 || rate >= previous * (1 + GAIN / (active - 1))) {
-      this.previousRate = rate;
-      if (this.wanted < this.settings.max) this.wanted++;
-      else this.settled = true;
-    } else {
-      // The last connection did not pay for itself: drop it and stay.
-      this.wanted = Math.max(1, active - 1);
-      this.settled = true;
-    }
+    if (active < this.wanted || elapsed < this.settings.windowMs || this.windowBytes < active * this.settings.windowBytesPerConnection) return this.wanted;
+    this.judge(active, this.windowBytes / elapsed);
     this.windowStart = at;
     this.windowBytes = 0;
     return this.wanted;
@@ -77,5 +71,20 @@ export class ConnectionTuner {
   /** No connection slot was free for one more (the node or registry cap): hold the count here. */
   capped(active: number): void {
     this.wanted = Math.max(1, active);
+  }
+
+  private judge(count: number, rate: number): void {
+    const base = this.base;
+    const paid = base === undefined || count <= base.count || rate >= base.rate * (1 + (GAIN * (count - base.count)) / base.count);
+    if (paid) {
+      if (base === undefined || count > base.count) this.base = { count, rate };
+    } else this.tooMany = count;
+    const lo = this.base!.count;
+    const hi = this.tooMany ?? Math.min(this.settings.max, 2 * lo) + 1;
+    const next = this.tooMany === undefined ? Math.min(this.settings.max, 2 * lo) : Math.floor((lo + hi) / 2);
+    if (next <= lo || next >= hi) {
+      this.wanted = lo;
+      this.settled = true;
+    } else this.wanted = next;
   }
 }

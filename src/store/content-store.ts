@@ -31,8 +31,8 @@ export interface ContentStoreOptions {
   rangedMinBlobBytes?: number;
 }
 
-/** The config default of rangedMinBlobSize. */
-export const DEFAULT_RANGED_MIN_BLOB_BYTES = 64 * 2 ** 20;
+/** The config default of rangedMinBlobSize (config/schema.ts). */
+const DEFAULT_RANGED_MIN_BLOB_BYTES = 64 * 2 ** 20;
 /** Connection caps for ingests whose caller brings none (the config defaults). */
 const DEFAULT_CONNECTIONS = new ConnectionBudget({ perNode: 32, perRegistry: 16 });
 

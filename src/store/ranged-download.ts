@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConnectionSlot } from '../concurrency/connection-budget.js';
 import { Semaphore } from '../concurrency/semaphore.js';
 import type { Flight } from '../concurrency/single-flight.js';
+import { PIECE_BYTES } from '../fs/piece-pool.js';
 import type { Logger } from '../log/logger.js';
 import type { Descriptor } from '../registry/oci-types.js';
 import type { FillResult, Ingester } from './blob-download.js';
@@ -14,10 +15,10 @@ import { DownloadSources } from './download-sources.js';
 import { PieceMap } from './piece-map.js';
 
 /** Piece of a ranged download: two arena pieces (piece-pool.ts), so O_DIRECT-aligned. */
-export const RANGED_PIECE_BYTES = 8 * 2 ** 20;
+export const RANGED_PIECE_BYTES = 2 * PIECE_BYTES;
 /** Connections one download starts with, and the most it grows to (the caps may hold it lower). */
 const START_CONNECTIONS = 2;
-const MAX_CONNECTIONS_PER_BLOB = 8;
+const MAX_CONNECTIONS_PER_BLOB = 16;
 /** A piece is started at most this many pieces ahead of its blob's hash frontier. */
 const WINDOW_PIECES = 16;
 /**
@@ -29,7 +30,8 @@ const WINDOW_PIECES = 16;
 const reorderBudget = new Semaphore(12);
 /** How often completed pieces are made durable and recorded in the piece map. */
 const CHECKPOINT_MS = 1000;
-const TUNER_WINDOW_MS = 1000;
+/** The tuner judges a count after this long and two arena pieces per connection (connection-tuner.ts). */
+const TUNER_WINDOW = { windowMs: 500, windowBytesPerConnection: 2 * PIECE_BYTES };
 
 export type RangedResult = FillResult | 'ranges-refused';
 
@@ -110,7 +112,7 @@ class RangedDownload {
     this.written = map.completedBytes;
     this.savedCount = map.completed;
     this.sources = new DownloadSources(desc, flight, logger);
-    this.tuner = new ConnectionTuner({ start: START_CONNECTIONS, max: MAX_CONNECTIONS_PER_BLOB, windowMs: TUNER_WINDOW_MS });
+    this.tuner = new ConnectionTuner({ start: START_CONNECTIONS, max: MAX_CONNECTIONS_PER_BLOB, ...TUNER_WINDOW });
     this.hasher = createBlobHasher();
     this.armFrontierWait();
     const onAbort = (): void => this.stop.abort(flight.signal.reason);

@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { readMountInfo } from '../../../src/mount/mountinfo.js';
+import { PieceMap } from '../../../src/store/piece-map.js';
+import { RANGED_PIECE_BYTES } from '../../../src/store/ranged-download.js';
 import { recordsDir } from '../../../src/node/volume-records.js';
 import { callCsi } from '../../helpers/driver-process.js';
 import { modelFiles, publishRequest, publishUntilReady, pushModel, startStage, target, unmountUnder, type Stage } from './fixture.js';
@@ -19,7 +21,8 @@ const MiB = 1024 * 1024;
 let stage: Stage;
 
 before(async () => {
-  stage = await startStage({ config: { publishWaitSeconds: 1 } });
+  // Ranged pulls from 32 MiB: the 24 MiB weight below is one stream, the 64 MiB one is pieces.
+  stage = await startStage({ config: { publishWaitSeconds: 1, rangedMinBlobSize: '32Mi' } });
 });
 after(() => stage.close());
 
@@ -72,6 +75,49 @@ test('SIGKILL mid-pull: the retried publish after the restart resumes the blob w
   assert.ok(refetched < size * 0.7, `re-fetched ${refetched} of ${size} bytes`);
   assert.deepEqual((await readdir(join(stage.root, 'ingest'))).filter((name) => weight.endsWith(name)), [], 'the finished blob left ingest/');
   console.log(`SIGKILL mid-pull: ${proxied} bytes sent before the kill, ${partial} of ${size} on disk; ${refetched} fetched after the restart`);
+});
+
+test('SIGKILL mid ranged pull: after the restart every completed piece is kept, not only a prefix', async () => {
+  const size = 64 * MiB; // 8 pieces
+  const model = await pushModel(stage, 'models/killed-ranged', 'v1', modelFiles('killed-ranged', size));
+  const weight = (model.manifest.layers as Array<{ digest: string; size: number }>).find((l) => l.size === size)!.digest;
+  const ingest = join(stage.root, 'ingest', weight.slice('sha256:'.length));
+  const kept = async (): Promise<number[]> => {
+    const map = await PieceMap.load(PieceMap.pathFor(ingest), size, RANGED_PIECE_BYTES);
+    return map === undefined ? [] : Array.from({ length: map.count }, (_, i) => i).filter((i) => map.isDone(i));
+  };
+  stage.proxy.reset();
+  stage.proxy.rate = 8 * MiB;
+  // The second piece is held back, so what the killed driver completed is not a prefix.
+  let releaseSecond!: () => void;
+  const secondHeld = new Promise<void>((resolve) => (releaseSecond = resolve));
+  stage.proxy.holdRequest = (digest, range) => (digest === weight && range?.startsWith(`bytes=${RANGED_PIECE_BYTES}-`) ? secondHeld : undefined);
+  const path = target(stage, 'killed-ranged');
+  const request = publishRequest(path, { reference: model.reference });
+  let before: number[];
+  try {
+    await assert.rejects(callCsi(stage.clients.node, 'NodePublishVolume', request), { code: status.UNAVAILABLE });
+    await until('three pieces past the held one are recorded in the piece map', async () => (await kept()).filter((i) => i > 1).length >= 3, 30_000);
+    await stage.restartDriver(true);
+    before = await kept();
+  } finally {
+    stage.proxy.rate = 0;
+    stage.proxy.holdRequest = undefined;
+    releaseSecond();
+  }
+  // The held request now goes on to the killed driver's closed socket: let it end before counting.
+  await until("the killed driver's last connection is closed", () => stage.proxy.openBlobBodies === 0);
+  assert.ok(!before.includes(1) && before.filter((i) => i > 1).length >= 3, `the killed driver recorded pieces ${before.join(', ')}: not piece 1, some after it`);
+
+  stage.proxy.reset();
+  await publishUntilReady(stage, request, { timeoutMs: 30_000 });
+  await assertMountedBytes(path, model);
+  const asked = stage.proxy.blobRequests.filter((r) => r.digest === weight).map((r) => Number(/^bytes=(\d+)-/.exec(r.range ?? '')?.[1]) / RANGED_PIECE_BYTES);
+  assert.deepEqual(asked.filter((piece) => before.includes(piece)), [], `kept pieces ${before.join(', ')} were not fetched again (asked: ${asked.join(', ')})`);
+  const missing = [0, 1, 2, 3, 4, 5, 6, 7].filter((piece) => !before.includes(piece));
+  assert.deepEqual([...asked].sort(), missing, 'each missing piece fetched once, and nothing else');
+  assert.deepEqual((await readdir(join(stage.root, 'ingest'))).filter((name) => name.startsWith(weight.slice('sha256:'.length))), [], 'the blob and its piece map left ingest/');
+  console.log(`SIGKILL mid ranged pull: pieces ${before.join(', ')} of 8 kept; ${asked.length} pieces fetched after the restart`);
 });
 
 test('a volume published before a SIGKILL restart is still served, known again, re-published idempotently and unpublished', async () => {

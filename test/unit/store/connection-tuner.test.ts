@@ -2,38 +2,61 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ConnectionTuner } from '../../../src/store/connection-tuner.js';
 
+const settings = { start: 2, max: 16, windowMs: 500, windowBytesPerConnection: 0 };
+
 /**
  * Drives a tuner against a model of the link: `rate(n)` bytes per ms with n connections,
- * delivered in 1 ms steps, with the download running at whatever count the tuner asks for.
+ * delivered in 1 ms steps, the download running at whatever count the tuner asks for.
+ * Returns the count it settles at and when it got there.
  */
-function settle(rate: (n: number) => number, max = 8, ms = 20_000): number {
+function settle(rate: (n: number) => number, max = 16, ms = 30_000): { count: number; at: number } {
   let now = 0;
-  const tuner = new ConnectionTuner({ start: 2, max, windowMs: 1000 }, () => now);
+  const tuner = new ConnectionTuner({ ...settings, max }, () => now);
   let active = tuner.target;
-  for (; now < ms; now++) active = tuner.observe(rate(active), active);
-  return active;
+  let at = 0;
+  for (; now < ms; now++) {
+    const wanted = tuner.observe(rate(active), active);
+    if (wanted !== active) at = now;
+    active = wanted;
+  }
+  return { count: active, at };
 }
 
 describe('ConnectionTuner', () => {
-  test('an origin that limits each connection: grows to the most allowed', () => {
-    assert.equal(settle((n) => 20 * n), 8);
-    assert.equal(settle((n) => 20 * n, 5), 5);
+  test('an origin that limits each connection: doubles up to the most allowed, quickly', () => {
+    const unlimited = settle((n) => 20 * n);
+    assert.equal(unlimited.count, 16);
+    assert.ok(unlimited.at <= 2000, `reached 16 after ${unlimited.at} ms`);
+    assert.equal(settle((n) => 20 * n, 5).count, 5);
   });
 
-  test('a link one connection fills: stays small', () => {
-    assert.equal(settle(() => 1000), 2, 'a third connection adds nothing: back to two');
+  test('a link two connections fill: stays at two', () => {
+    assert.equal(settle(() => 1000).count, 2);
   });
 
-  test('a link that gets worse with more connections: steps back', () => {
-    assert.equal(settle((n) => (n <= 3 ? 100 * n : 300 - 40 * (n - 3))), 3);
+  test('a link that saturates part-way: the largest count that still paid, found by bisection', () => {
+    // 20 per connection up to 200 (10 connections' worth): 8 pays, 16 does not; 12 does not
+    // (240 wanted of 200), 10 does (200 ≥ 160 · 1.15), 11 does not.
+    assert.equal(settle((n) => Math.min(200, 20 * n)).count, 10);
   });
 
-  test('a cap holds the count where the slots ran out', () => {
+  test('a window waits for enough bytes from every connection', () => {
     let now = 0;
-    const tuner = new ConnectionTuner({ start: 2, max: 8, windowMs: 1000 }, () => now);
+    const tuner = new ConnectionTuner({ ...settings, windowBytesPerConnection: 4000 }, () => now);
+    tuner.observe(0, 2);
+    for (now = 1; now <= 1000; now++) tuner.observe(7, 2); // 7000 bytes: under 2 × 4000
+    assert.equal(tuner.target, 2, 'not judged on 7000 bytes');
+    for (; now <= 1200; now++) tuner.observe(7, 2);
+    assert.equal(tuner.target, 4, 'judged once 8000 bytes arrived');
+  });
+
+  test('a cap holds the count where the slots ran out, and growth is tried again', () => {
+    let now = 0;
+    const tuner = new ConnectionTuner(settings, () => now);
     tuner.capped(2);
     assert.equal(tuner.target, 2);
-    for (; now < 1500; now++) tuner.observe(40, 2);
-    assert.equal(tuner.target, 3, 'tried again after a window');
+    tuner.observe(0, 2);
+    for (now = 1; now <= 600; now++) tuner.observe(40, 2);
+    assert.equal(tuner.target, 4, 'tried again after a window');
   });
 });
