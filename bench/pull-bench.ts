@@ -106,13 +106,21 @@ type Peers = Record<string, (out: string) => Promise<void>>;
 /** The clients, fetching `name` through `host` (the registry, or the throttling proxy in front of it). */
 function peersFor(host: string, model: Pushed, name: string, rssFile: string): Peers {
   const reference = `${host}/bench/${name}:v1`;
-  return {
+  const peers: Peers = {
     curl: (out) => Promise.all(model.layers.map((l, i) => run('curl', ['-sSf', '-o', join(out, `blob-${i}`), `http://${host}/v2/bench/${name}/blobs/${l.digest}`]))).then(() => undefined),
     'model-csi pull': (out) =>
       run(process.execPath, ['--import', join(repoRoot, 'bench/max-rss.mjs'), join(repoRoot, 'dist/main.js'), 'pull', reference, '--root', out], { BENCH_RSS_FILE: rssFile }),
     'skopeo copy': (out) => run('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${reference}`, `dir:${join(out, 'dir')}`]),
     'oras pull': (out) => run('oras', ['pull', '--plain-http', '--concurrency', '8', reference, '-o', join(out, 'files')]),
   };
+  // BENCH_BASELINE=/path/to/an/older/checkout: that build of model-csi too, side by side (a
+  // change's effect, measured in one run).
+  const baseline = process.env['BENCH_BASELINE'];
+  if (baseline) peers['model-csi baseline'] = (out) => run(process.execPath, [join(baseline, 'dist/main.js'), 'pull', reference, '--root', out]);
+  // BENCH_ONLY=model: curl (or skopeo, the throttled case's yardstick) and the named client only.
+  const only = process.env['BENCH_ONLY'];
+  if (only) for (const client of Object.keys(peers)) if (client !== 'curl' && client !== 'skopeo copy' && !client.startsWith(only)) delete peers[client];
+  return peers;
 }
 
 interface Timed {
@@ -177,8 +185,6 @@ const machine = (): string => `machine: ${cpus().length} × ${cpus()[0]?.model ?
 async function loopbackCase(work: string, registry: TestRegistry, rssFile: string): Promise<void> {
   const model = await pushModel(registry, work, 'model', fileCount, Math.floor((sizeMiB * 2 ** 20) / fileCount));
   const peers = peersFor(registry.host, model, 'model', rssFile);
-  const only = process.env['BENCH_ONLY'];
-  if (only) for (const name of Object.keys(peers)) if (name !== 'curl' && !name.startsWith(only)) delete peers[name];
   const timed = await timeClients(work, registry, model, peers, rounds, rssFile);
   console.log(`\ncold pull of ${(model.totalBytes / 2 ** 30).toFixed(2)} GiB in ${fileCount} blobs from docker-registry on loopback, until durable on disk (client + sync)`);
   console.log(`${machine()}; best of ${rounds}\n`);
@@ -196,6 +202,7 @@ async function throttledCase(work: string, registry: TestRegistry, rssFile: stri
   let samples: Array<{ at: number; bytes: number }> = [];
   let sampler: NodeJS.Timeout | undefined;
   let connections = 0;
+  let peak = 0;
   try {
     const timed = await timeClients(work, registry, model, peersFor(proxy.host, model, 'single', rssFile), 1, rssFile, {
       start: (name) => {
@@ -207,18 +214,23 @@ async function throttledCase(work: string, registry: TestRegistry, rssFile: stri
         if (name !== 'model-csi pull') return;
         clearInterval(sampler);
         connections = proxy.maxOpenBlobBodies;
+        for (const a of samples) {
+          const b = samples.find((s) => s.at >= a.at + 1000);
+          if (b) peak = Math.max(peak, (b.bytes - a.bytes) / ((b.at - a.at) / 1000));
+        }
       },
     });
-    let peak = 0;
-    for (const a of samples) {
-      const b = samples.find((s) => s.at >= a.at + 1000);
-      if (b) peak = Math.max(peak, (b.bytes - a.bytes) / ((b.at - a.at) / 1000));
-    }
+    // The ceiling: the same pull through the same proxy with no limit (the proxy, the registry
+    // and the client share 2 cores; "up to the loopback limit").
+    proxy.rate = 0;
+    const ceiling = await timeClients(work, registry, model, { 'model-csi pull': peersFor(proxy.host, model, 'single', rssFile)['model-csi pull']! }, 1, rssFile);
+    const ceilingMBps = model.totalBytes / 1e6 / ceiling.seconds['model-csi pull']![0]!;
     const limit = connections * throttleBytesPerSecond;
     console.log(`\ncold pull of a ${(model.totalBytes / 2 ** 30).toFixed(2)} GiB single-blob model through a proxy that limits each connection to ${throttleBytesPerSecond / 1e6} MB/s, until durable on disk`);
     console.log(`${machine()}; one round (the one-connection clients take a minute each)\n`);
     printTable(model, timed, 'skopeo copy');
     console.log(`model-csi: up to ${connections} connections at once; its fastest second ${(peak / 1e6).toFixed(0)} MB/s = ${((100 * peak) / limit).toFixed(0)}% of ${connections} × ${throttleBytesPerSecond / 1e6} MB/s`);
+    console.log(`ceiling: the same pull through the proxy unthrottled, ${ceilingMBps.toFixed(0)} MB/s (client + sync); the fastest second is ${((100 * peak) / 1e6 / ceilingMBps).toFixed(0)}% of it`);
   } finally {
     clearInterval(sampler);
     await proxy.close();

@@ -32,7 +32,7 @@ export async function streamInto(
   file: BlobFile,
   cursor: { position: number },
   limit: number,
-  hasher: BlobHasher,
+  hasher: Pick<BlobHasher, 'update'>,
   emit: (p: IngestProgress) => void,
   signal?: AbortSignal,
   /** Takes back chunks once written and hashed (their memory is reused). */

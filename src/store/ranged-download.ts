@@ -4,12 +4,13 @@ import type { ConnectionSlot } from '../concurrency/connection-budget.js';
 import { Semaphore } from '../concurrency/semaphore.js';
 import type { Flight } from '../concurrency/single-flight.js';
 import { PIECE_BYTES } from '../fs/piece-pool.js';
+import { DriverError } from '../errors/driver-error.js';
 import type { Logger } from '../log/logger.js';
 import type { Descriptor } from '../registry/oci-types.js';
 import type { FillResult, Ingester } from './blob-download.js';
 import type { BlobFile } from './blob-file.js';
 import { createBlobHasher, type BlobHasher } from './blob-hasher.js';
-import type { IngestProgress } from './blob-stream.js';
+import { streamInto, type IngestProgress } from './blob-stream.js';
 import { ConnectionTuner } from './connection-tuner.js';
 import { DownloadSources } from './download-sources.js';
 import { PieceMap } from './piece-map.js';
@@ -17,23 +18,32 @@ import { PieceMap } from './piece-map.js';
 /** Piece of a ranged download: two arena pieces (piece-pool.ts), so O_DIRECT-aligned. */
 export const RANGED_PIECE_BYTES = 2 * PIECE_BYTES;
 /** Connections one download starts with, and the most it grows to (the caps may hold it lower). */
-const START_CONNECTIONS = 2;
+const START_CONNECTIONS = 1;
 const MAX_CONNECTIONS_PER_BLOB = 16;
+/**
+ * A connection starting at the hash frontier takes a span of up to this many pieces in one
+ * request (its bytes are hashed as they arrive, so they cost no reorder memory): a download
+ * that one connection serves best (loopback, a fast disk-bound link) is then a few long
+ * requests, not one per piece. Pieces ahead of the frontier are taken one per request.
+ */
+const MAX_SPAN_PIECES = 16;
 /** A piece is started at most this many pieces ahead of its blob's hash frontier. */
 const WINDOW_PIECES = 16;
 /**
  * Node-wide, pieces fetched ahead of their blob's hash frontier, whose bytes wait in memory to
- * be hashed in order (96 MiB). The frontier piece needs no share (its bytes are hashed as they
+ * be hashed in order (128 MiB). The frontier piece needs no share (its bytes are hashed as they
  * arrive), so every download always progresses, and memory stays bounded however many
  * downloads run.
  */
-const reorderBudget = new Semaphore(12);
+const reorderBudget = new Semaphore(16);
 /** How often completed pieces are made durable and recorded in the piece map. */
 const CHECKPOINT_MS = 1000;
 /** The tuner judges a count after this long and two arena pieces per connection (connection-tuner.ts). */
 const TUNER_WINDOW = { windowMs: 500, windowBytesPerConnection: 2 * PIECE_BYTES };
 
 export type RangedResult = FillResult | 'ranges-refused';
+
+type Recycle = ((chunks: readonly Buffer[]) => void) | undefined;
 
 /** A source answered a piece with something else (the whole blob, another range). */
 class RangesRefused extends Error {}
@@ -44,9 +54,8 @@ interface Piece {
   written: number;
   /** Completed by an earlier run (piece map): hashed again from the file. */
   resumed: boolean;
-  /** Chunks waiting for the hash frontier to reach this piece. */
-  queued: Array<{ chunk: Buffer; recycle: ((chunks: readonly Buffer[]) => void) | undefined }>;
-  hashing: Array<Promise<void>>;
+  /** Batches waiting for the hash frontier to reach this piece, in order from its start. */
+  queued: Array<{ buffers: readonly Buffer[]; bytes: number; recycle: Recycle }>;
   reservation: ConnectionSlot | undefined;
 }
 
@@ -87,12 +96,17 @@ class RangedDownload {
   /** Aborts every connection of this download (a final failure, refused ranges, the flight's abort). */
   private readonly stop = new AbortController();
   private readonly hasher: BlobHasher;
+  /** Bytes hashed so far, in order: the hash frontier. */
+  private hashed = 0;
+  /** The piece the hash frontier is in (the piece count once all is hashed). */
   private frontier = 0;
   private active = 0;
   private written = 0;
   private failure: unknown;
   private refused = false;
   private readonly workers = new Set<Promise<void>>();
+  /** Every hash issued, in order (awaited before the digest). */
+  private readonly hashing: Array<Promise<void>> = [];
   /** Settles when the hash frontier next moves (workers waiting for window room). */
   private frontierMoved!: Promise<void>;
   private moved: () => void = () => undefined;
@@ -108,7 +122,7 @@ class RangedDownload {
     private readonly map: PieceMap,
     private readonly logger: Logger | undefined,
   ) {
-    this.pieces = Array.from({ length: map.count }, (_, i) => ({ state: map.isDone(i) ? 'done' : 'todo', written: 0, resumed: map.isDone(i), queued: [], hashing: [], reservation: undefined }));
+    this.pieces = Array.from({ length: map.count }, (_, i) => ({ state: map.isDone(i) ? 'done' : 'todo', written: 0, resumed: map.isDone(i), queued: [], reservation: undefined }));
     this.written = map.completedBytes;
     this.savedCount = map.completed;
     this.sources = new DownloadSources(desc, flight, logger);
@@ -134,7 +148,7 @@ class RangedDownload {
       if (this.failure !== undefined) throw this.failure;
       this.flight.signal.throwIfAborted();
       if (this.refused) return await this.cutToPrefix();
-      await Promise.all(this.pieces.flatMap((piece) => piece.hashing));
+      await Promise.all(this.hashing);
       digested = true;
       const actual = await this.hasher.digest();
       if (actual === this.desc.digest) return 'ok';
@@ -165,9 +179,9 @@ class RangedDownload {
   private async work(): Promise<void> {
     try {
       while (!this.stop.signal.aborted && this.active <= this.tuner.target) {
-        const index = await this.nextPiece();
-        if (index === undefined) return;
-        await this.fetchPiece(index);
+        const span = await this.nextSpan();
+        if (span === undefined) return;
+        await this.fetchSpan(span);
       }
     } catch (err) {
       if (err instanceof RangesRefused) this.refused = true;
@@ -185,22 +199,30 @@ class RangedDownload {
     this.startWorker(slot);
   }
 
-  /** The lowest piece not yet fetched, within the window and the reorder budget; undefined when none is left. */
-  private async nextPiece(): Promise<number | undefined> {
+  /**
+   * The next pieces to fetch in one request: from the lowest piece not yet fetched, within the
+   * window and the reorder budget; undefined when none is left. At the hash frontier, a span
+   * of todo pieces sized to leave work for the other connections (MAX_SPAN_PIECES at most).
+   */
+  private async nextSpan(): Promise<{ first: number; last: number } | undefined> {
     for (;;) {
       this.stop.signal.throwIfAborted();
       const index = this.pieces.findIndex((piece) => piece.state === 'todo');
       if (index < 0) return undefined;
       const piece = this.pieces[index]!;
       if (index === this.frontier) {
-        piece.state = 'fetching';
-        return index;
+        const todo = this.pieces.filter((p) => p.state === 'todo').length;
+        const length = Math.max(1, Math.min(MAX_SPAN_PIECES, Math.floor(todo / (2 * Math.max(this.tuner.target, this.active)))));
+        let last = index;
+        while (last + 1 < this.pieces.length && last + 1 - index < length && this.pieces[last + 1]!.state === 'todo') last++;
+        for (let i = index; i <= last; i++) this.pieces[i]!.state = 'fetching';
+        return { first: index, last };
       }
       if (index - this.frontier < WINDOW_PIECES) {
         piece.reservation = reorderBudget.tryAcquire();
         if (piece.reservation !== undefined) {
           piece.state = 'fetching';
-          return index;
+          return { first: index, last: index };
         }
       }
       // Wait for the frontier to move (or another download to free reorder memory).
@@ -208,12 +230,19 @@ class RangedDownload {
     }
   }
 
-  private async fetchPiece(index: number): Promise<void> {
-    const piece = this.pieces[index]!;
-    const { start, end } = this.map.range(index);
+  /**
+   * Fetch pieces first..last in one request. After a failure the piece it broke in is fetched
+   * again alone, from the bytes it had (download-sources.ts decides when to give up), and the
+   * rest of the span goes back to the others.
+   */
+  private async fetchSpan(span: { first: number; last: number }): Promise<void> {
+    let { first, last } = span;
     for (;;) {
+      const piece = this.pieces[first]!;
+      const start = this.map.range(first).start;
+      const end = this.map.range(last).end;
       const source = this.sources.now();
-      const before = piece.written;
+      const before = this.spanWritten(first, last);
       const at = start + piece.written;
       try {
         const response = await source.waiter.context.open(at, this.stop.signal, source.streak.attempt, end);
@@ -221,82 +250,117 @@ class RangedDownload {
           response.body.destroy();
           throw new RangesRefused(`blob ${this.desc.digest}: asked for bytes ${at}-${end - 1}, answered from ${response.offset} to ${response.end ?? this.desc.size}`);
         }
-        await this.streamPiece(index, response.body, response.recycle, end);
-        if (start + piece.written < end) throw new Error(`piece ${index} ended at ${start + piece.written} of ${end} bytes`);
-        this.completed(index);
+        await this.streamSpan(first, last, response.body, response.recycle, at, end);
         return;
       } catch (err) {
         if (err instanceof RangesRefused || this.stop.signal.aborted) throw err;
-        await this.sources.failed(source, err, start + piece.written, piece.written > before);
+        // Pieces the span completed stay done; it goes on from the one it broke in, alone.
+        const progressed = this.spanWritten(first, last) > before;
+        while (first <= last && this.pieces[first]!.state === 'done') first++;
+        if (first > last) return;
+        for (let i = first + 1; i <= last; i++) this.pieces[i]!.state = 'todo';
+        last = first;
+        await this.sources.failed(source, err, this.map.range(first).start + this.pieces[first]!.written, progressed);
       }
     }
   }
 
-  /** Write the body at its offsets as it arrives, and queue each chunk for the in-order hash. */
-  private async streamPiece(index: number, body: Readable, recycle: ((chunks: readonly Buffer[]) => void) | undefined, end: number): Promise<void> {
-    const piece = this.pieces[index]!;
-    const start = this.map.range(index).start;
-    const onAbort = (): void => void body.destroy(new Error('aborted'));
-    this.stop.signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        const at = start + piece.written;
-        if (at + chunk.length > end) throw new Error(`piece ${index} of blob ${this.desc.digest} ran past its end`);
-        await this.file.write([chunk], at);
-        piece.written += chunk.length;
-        this.written += chunk.length;
-        this.hash(index, chunk, recycle);
-        this.emit(chunk.length);
-        this.tuner.observe(chunk.length, this.active);
-        this.maybeGrow();
+  private spanWritten(first: number, last: number): number {
+    let bytes = 0;
+    for (let i = first; i <= last; i++) bytes += this.pieces[i]!.written;
+    return bytes;
+  }
+
+  /**
+   * Write the body at its offsets as it arrives (blob-stream.ts: batched writes, the next batch
+   * read while one is written), each written batch going to the in-order hash (`hash`); each
+   * piece of the span is done once its last byte is written.
+   */
+  private async streamSpan(first: number, last: number, body: Readable, recycle: Recycle, at: number, end: number): Promise<void> {
+    const cursor = { position: at };
+    let current = first;
+    const record = (position: number): void => {
+      for (; current <= last; current++) {
+        const { start, end: pieceEnd } = this.map.range(current);
+        this.pieces[current]!.written = Math.min(position, pieceEnd) - start;
+        if (position < pieceEnd) break;
+        this.completed(current);
       }
-    } finally {
-      this.stop.signal.removeEventListener('abort', onAbort);
+    };
+    const inOrder = { update: (buffers: readonly Buffer[]) => this.hash(cursor.position, buffers, recycle) };
+    const progress = ({ doneBytes, receivedBytes }: IngestProgress): void => {
+      record(doneBytes);
+      this.written += receivedBytes;
+      this.emit(receivedBytes);
+      this.tuner.observe(receivedBytes, this.active);
+      this.maybeGrow();
+    };
+    // Chunks go back to `recycle` from `hash`, once really hashed, not when streamInto is done with them.
+    await streamInto(body, this.file, cursor, end, inOrder, progress, this.stop.signal, undefined);
+    if (cursor.position > end) {
+      throw new DriverError('DIGEST_MISMATCH', `a source sent more than the ${end - at} bytes asked for blob ${this.desc.digest} from ${at}`, { retryable: true });
     }
   }
 
-  private hash(index: number, chunk: Buffer, recycle: ((chunks: readonly Buffer[]) => void) | undefined): void {
-    const piece = this.pieces[index]!;
-    if (index !== this.frontier) {
-      piece.queued.push({ chunk, recycle });
-      return;
+  /**
+   * Bytes at the hash frontier are hashed now: the promise is the hash's (streamInto keeps at
+   * most a few batches waiting on it, so memory stays bounded when sha256 is the slower part).
+   * Bytes ahead of it wait in their piece's queue until the frontier reaches them (that memory
+   * is what the reorder budget counts), and the promise resolves at once, so the connection
+   * moves on. `offset` is where the batch ends (streamInto hands a batch on once written).
+   */
+  private hash(offset: number, buffers: readonly Buffer[], recycle: Recycle): Promise<void> {
+    const bytes = buffers.reduce((sum, buffer) => sum + buffer.length, 0);
+    const start = offset - bytes;
+    if (start !== this.hashed) {
+      this.pieces[Math.floor(start / RANGED_PIECE_BYTES)]!.queued.push({ buffers, bytes, recycle });
+      return Promise.resolve();
     }
-    const hashed = this.hasher.update([chunk]).finally(() => recycle?.([chunk]));
+    const hashed = this.hashNow(buffers, bytes, recycle);
+    this.advanceFrontier();
+    return hashed;
+  }
+
+  private hashNow(buffers: readonly Buffer[], bytes: number, recycle: Recycle): Promise<void> {
+    const hashed = this.hasher.update(buffers).finally(() => recycle?.(buffers));
     hashed.catch((err: unknown) => {
       this.failure ??= err;
       this.stop.abort(err);
     });
-    piece.hashing.push(hashed);
+    this.hashing.push(hashed);
+    this.hashed += bytes;
+    return hashed;
   }
 
   private completed(index: number): void {
-    const piece = this.pieces[index]!;
-    piece.state = 'done';
+    this.pieces[index]!.state = 'done';
     this.map.markDone(index);
-    if (index === this.frontier) this.advanceFrontier();
+    this.advanceFrontier();
   }
 
   /**
-   * Move the hash frontier past every piece that is done: resumed ones are hashed from the
-   * file, fetched ones from their queued chunks; the first piece still streaming gets its
-   * queued chunks now and the rest as they arrive.
+   * Move the hash frontier past what can be hashed now: pieces resumed from an earlier run
+   * (read back from the file), and the queued batches of pieces fetched ahead of it; it stops
+   * in the first piece whose next bytes have not arrived. A piece left behind gives its
+   * reorder share back once its bytes are hashed.
    */
   private advanceFrontier(): void {
     while (this.frontier < this.pieces.length) {
-      const piece = this.pieces[this.frontier]!;
-      if (piece.resumed) {
-        const { start, end } = this.map.range(this.frontier);
-        piece.hashing.push(this.hasher.updateFromFile(this.path, start, end - start));
-      } else {
-        const queued = piece.queued.splice(0);
-        const index = this.frontier;
-        for (const { chunk, recycle } of queued) this.hash(index, chunk, recycle);
-        // Its reorder share is given back once those bytes are hashed.
-        const reservation = piece.reservation;
-        piece.reservation = undefined;
-        if (reservation) void Promise.allSettled(piece.hashing).then(reservation);
-        if (piece.state !== 'done') break;
+      const index = this.frontier;
+      const piece = this.pieces[index]!;
+      const { start, end } = this.map.range(index);
+      if (piece.resumed && this.hashed === start) {
+        this.hashing.push(this.hasher.updateFromFile(this.path, start, end - start));
+        this.hashed = end;
       }
+      for (let next = piece.queued[0]; next !== undefined && this.hashed < end; next = piece.queued[0]) {
+        piece.queued.shift();
+        void this.hashNow(next.buffers, next.bytes, next.recycle).catch(() => undefined);
+      }
+      if (this.hashed < end) break;
+      const reservation = piece.reservation;
+      piece.reservation = undefined;
+      if (reservation) void Promise.allSettled(this.hashing).then(reservation);
       this.frontier++;
     }
     this.moved();

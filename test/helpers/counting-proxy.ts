@@ -135,6 +135,8 @@ export async function startCountingProxy(upstream: string, options: CountingProx
         proxy.maxOpenBlobBodies = Math.max(proxy.maxOpenBlobBodies, ++proxy.openBlobBodies);
         res.once('close', () => void proxy.openBlobBodies--);
       }
+      const begun = performance.now();
+      let paced = 0;
       for await (let chunk of up.body as AsyncIterable<Buffer>) {
         if (corrupt && chunk.length > 0) {
           chunk = Buffer.from(chunk);
@@ -143,7 +145,13 @@ export async function startCountingProxy(upstream: string, options: CountingProx
         }
         if (blob && req.method === 'GET') {
           proxy.blobBytes.set(blob, (proxy.blobBytes.get(blob) ?? 0) + chunk.length);
-          if (proxy.rate > 0) await new Promise((resolve) => setTimeout(resolve, (chunk.length / proxy.rate) * 1000));
+          // Paced to a schedule from the response's start, not a sleep per chunk: timers that
+          // fire late (a loaded machine, many responses at once) do not lower the rate.
+          paced += chunk.length;
+          if (proxy.rate > 0) {
+            const due = begun + (paced / proxy.rate) * 1000 - performance.now();
+            if (due > 0) await new Promise((resolve) => setTimeout(resolve, due));
+          }
         }
         if (res.destroyed) break;
         if (!res.write(chunk)) {
