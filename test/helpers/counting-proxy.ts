@@ -35,8 +35,6 @@ export interface CountingProxy {
   /** Blob GET bodies being served now, and the most at once since the last reset. */
   openBlobBodies: number;
   maxOpenBlobBodies: number;
-  /** When it returns a promise, that blob GET waits for it before it is forwarded (one range held back). */
-  holdRequest: ((digest: string, range: string | undefined) => Promise<void> | undefined) | undefined;
   totalBlobBytes(): number;
   reset(): void;
   /** Stop listening and drop open connections: the host refuses connections, as a registry that is down. */
@@ -74,7 +72,6 @@ export async function startCountingProxy(upstream: string, options: CountingProx
     blobRequests: [],
     openBlobBodies: 0,
     maxOpenBlobBodies: 0,
-    holdRequest: undefined,
     totalBlobBytes: () => [...proxy.blobBytes.values()].reduce((a, b) => a + b, 0),
     reset: () => {
       proxy.blobGets.clear();
@@ -120,7 +117,6 @@ export async function startCountingProxy(upstream: string, options: CountingProx
       return;
     }
     if (blob) await proxy.holdBlobs.get(blob);
-    if (blob && req.method === 'GET') await proxy.holdRequest?.(blob, typeof req.headers.range === 'string' ? req.headers.range : undefined);
     let corrupt = blob !== undefined && req.method === 'GET' && proxy.corruptBlobs.has(blob);
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) {

@@ -56,8 +56,25 @@ async function pushWeight(repository: string, size = WEIGHT_BYTES): Promise<{ by
   return { bytes, digest: pushed.layers[0]!.digest };
 }
 
-/** The five pieces' ranges, sorted; the last one open-ended (`bytes=<start>-`: to the blob's end). */
-const PIECE_RANGES = [0, 1, 2, 3, 4].map((i) => (i === 4 ? `bytes=${i * 8 * MiB}-` : `bytes=${i * 8 * MiB}-${(i + 1) * 8 * MiB - 1}`)).sort();
+/**
+ * The ranges asked for are whole 8 MiB pieces (one, or a span of several: the connection at the
+ * hash frontier takes a span) that together cover the blob once; the last is open-ended.
+ */
+function assertCoversOnce(ranges: Array<string | undefined>, size: number): void {
+  const spans = ranges.map((range) => {
+    const m = /^bytes=(\d+)-(\d*)$/.exec(range ?? '');
+    assert.ok(m, `not a range: ${range}`);
+    return { start: Number(m[1]), end: m[2] === '' ? size : Number(m[2]) + 1 };
+  });
+  spans.sort((a, b) => a.start - b.start);
+  let at = 0;
+  for (const { start, end } of spans) {
+    assert.equal(start, at, `ranges ${ranges.join(', ')} do not cover the blob once`);
+    assert.equal(start % (8 * MiB), 0);
+    at = end;
+  }
+  assert.equal(at, size);
+}
 const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
 const ranged = (proxy: CountingProxy, digest: string): Array<string | undefined> => proxy.blobRequests.filter((r) => r.digest === digest).map((r) => r.range);
 
@@ -70,8 +87,7 @@ test('an origin that limits each connection is fetched over several connections 
     const model = await puller.pull({ reference: parseReference(`${proxy.host}/ranged/throttled:v1`) });
     assert.equal(sha256(await readFile(join(model.path, 'weights.safetensors'))), sha256(weight.bytes));
     const ranges = ranged(proxy, weight.digest);
-    const expected = Array.from({ length: 12 }, (_, i) => (i === 11 ? `bytes=${i * 8 * MiB}-` : `bytes=${i * 8 * MiB}-${(i + 1) * 8 * MiB - 1}`)).sort();
-    assert.deepEqual([...ranges].sort(), expected, 'twelve ranged pieces, each asked for once');
+    assertCoversOnce(ranges, size);
     assert.ok(proxy.maxOpenBlobBodies >= 3, `${proxy.maxOpenBlobBodies} connections at once: it grew past its start of two`);
     assert.equal(proxy.totalBlobBytes(), size, 'every byte fetched once');
   } finally {
@@ -90,7 +106,9 @@ test('an origin that ignores Range (200 for a range) still works: one stream, ve
     const model = await puller.pull({ reference: parseReference(`${front.host}/ranged/no-range:v1`) });
     assert.equal(sha256(await readFile(join(model.path, 'weights.safetensors'))), sha256(weight.bytes));
     const gets = front.seen.filter((r) => r.method === 'GET' && r.path.endsWith(weight.digest)).map((r) => r.headers.range);
-    assert.deepEqual(gets, [`bytes=0-${8 * MiB - 1}`, undefined], 'one piece asked for, answered whole, then one stream');
+    assert.equal(gets.length, 2, 'one ranged request, answered whole, then one stream');
+    assert.match(gets[0] ?? '', /^bytes=0-\d+$/);
+    assert.equal(gets[1], undefined);
   } finally {
     await client.close();
     await front.close();
@@ -107,7 +125,7 @@ test('a range answered with wrong bytes is caught: fetched once more, then DATA_
       puller.pull({ reference: parseReference(`${proxy.host}/ranged/corrupt:v1`) }),
       (err: unknown) => isDriverError(err, 'DIGEST_MISMATCH') && err.grpcStatus === 15 && err.message.includes(weight.digest),
     );
-    assert.equal(ranged(proxy, weight.digest).length, 10, 'five pieces, twice');
+    assert.equal(proxy.blobBytes.get(weight.digest), 2 * WEIGHT_BYTES, 'the blob, twice');
     assert.deepEqual(await readdir(join(root, 'blobs', 'sha256')), []);
     assert.deepEqual(await readdir(join(root, 'ingest')), [], 'no partial and no piece map');
     assert.deepEqual(await readdir(join(root, 'models', 'sha256')), [], 'no model');
@@ -164,7 +182,7 @@ test('a pull-through docker-registry as the mirror: ranges once it holds the blo
     origin.reset();
     const two = await nodes[1]!.puller.pull({ reference });
     assert.equal(sha256(await readFile(join(two.path, 'weights.safetensors'))), sha256(weight.bytes));
-    assert.deepEqual([...ranged(mirror, weight.digest)].sort(), PIECE_RANGES);
+    assertCoversOnce(ranged(mirror, weight.digest), WEIGHT_BYTES);
     assert.equal(origin.blobBytes.get(weight.digest) ?? 0, 0, 'no blob bytes from the origin');
 
     // Third node, mirror down: the same ranged pieces from the origin.
@@ -172,7 +190,7 @@ test('a pull-through docker-registry as the mirror: ranges once it holds the blo
     origin.reset();
     const three = await nodes[2]!.puller.pull({ reference });
     assert.equal(sha256(await readFile(join(three.path, 'weights.safetensors'))), sha256(weight.bytes));
-    assert.deepEqual([...ranged(origin, weight.digest)].sort(), PIECE_RANGES);
+    assertCoversOnce(ranged(origin, weight.digest), WEIGHT_BYTES);
   } finally {
     for (const n of nodes) await n.client.close();
     await mirror.close();
@@ -188,11 +206,11 @@ test('a registry that redirects to object storage: followed once, pieces go ther
   const pushed = await pushModelPack(origin, 'ranged/redirected', 'v1', [{ path: 'weights.safetensors', content: bytes, format: 'raw' }]);
   const digest = pushed.layers[0]!.digest;
   // "Object storage" on another loopback address: serves ranges of the blob, and refuses its
-  // third request as an expired presigned URL would.
+  // second request (the first straight to it, after the redirect) as an expired presigned URL would.
   const seen: Array<{ authorization: string | undefined; range: string | undefined }> = [];
   const storage = createServer((req, res) => {
     seen.push({ authorization: req.headers.authorization, range: req.headers.range });
-    if (seen.length === 3) return void res.writeHead(403).end('Request has expired');
+    if (seen.length === 2) return void res.writeHead(403).end('Request has expired');
     const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
     const start = m ? Number(m[1]) : 0;
     const end = m && m[2] !== '' ? Number(m[2]) + 1 : bytes.length;
@@ -213,7 +231,7 @@ test('a registry that redirects to object storage: followed once, pieces go ther
     const model = await puller.pull({ reference: parseReference(`${front.host}/ranged/redirected:v1`), auth });
     assert.equal(sha256(await readFile(join(model.path, 'weights.safetensors'))), sha256(bytes));
     assert.deepEqual(seen.filter((r) => r.authorization !== undefined), [], 'Authorization never went to the storage host');
-    assert.equal(seen.length, 6, 'five pieces and the one refused');
+    assert.ok(seen.length >= 3, `${seen.length} requests to the storage host, one refused`);
     const redirected = front.seen.filter((r) => r.method === 'GET' && r.path.includes(`/blobs/${digest}`) && r.headers.authorization !== undefined);
     assert.equal(redirected.length, 2, 'the registry was asked once, and once more after the 403');
   } finally {
