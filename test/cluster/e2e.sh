@@ -223,6 +223,8 @@ log "no credential in $(grep -c . "$WORK/events.yaml") lines of events and $(gre
 # ---- 4 (checked). slow pull -------------------------------------------------------------
 phase=$(k -n "$TEST_NS" get pod slow-reader -o jsonpath='{.status.containerStatuses[0].state.waiting.reason}')
 k -n "$TEST_NS" wait --for=condition=Ready pod/slow-reader --timeout 300s >/dev/null
+# A poller still looking once the pod is Ready never saw the progress: stop it (checked below).
+kill "$poller" 2>/dev/null || true
 wait "$poller" 2>/dev/null || true
 poller=""
 [ -s "$WORK/progress-line" ] || fail "kubectl describe pod slow-reader never showed the driver's progress"
