@@ -192,6 +192,9 @@ for (const [label, { args, kubeletDir, cacheRoot }] of Object.entries(renders)) 
         assert.match(source.data[ca.rest] ?? '', /BEGIN CERTIFICATE/, `registries.${host}.ca points at a mounted PEM`);
       }
       if (label === 'full') assert.deepEqual(config.verify.map((rule) => rule.match), ['harbor.example.com/experimental/*', 'harbor.example.com/models/**']);
+      // The connection caps and the ranged threshold reach the driver (parsed: 256Mi is bytes).
+      const ranged = label === 'full' ? [64, 24, 256 * 2 ** 20] : [32, 16, 64 * 2 ** 20];
+      assert.deepEqual([config.maxConnectionsPerNode, config.maxConnectionsPerRegistry, config.rangedMinBlobSize], ranged);
       for (const [i, rule] of config.verify.entries()) {
         for (const path of rule.keys) {
           const key = mountHolding(node, driver, path);
@@ -402,6 +405,7 @@ describe('values.schema.json and template checks refuse bad values', () => {
     ['an unknown log level', ['--set', 'logLevel=verbose'], /logLevel/],
     ['a relative kubeletDir', ['--set', 'kubeletDir=var/lib/kubelet'], /kubeletDir/],
     ['a bad cache budget', ['--set', 'cacheBudget=lots'], /cacheBudget/],
+    ['no connections to a registry', ['--set', 'maxConnectionsPerRegistry=0'], /maxConnectionsPerRegistry/],
     ['a StorageClass without a reference', ['--set', 'storageClasses[0].name=x'], /reference/],
     ['both auth sources', ['--set', 'auth.existingSecret=a', '--set', 'auth.dockerconfigjson=b'], /existingSecret or dockerconfigjson/],
     ['a registry CA naming no customCA key', ['--set', 'registries.h\\.io.ca=missing.pem'], /customCA/],

@@ -80,7 +80,7 @@ customCA and becomes its mounted path; so does a relative `verify[].keys` entry,
 verifyKeys.
 */}}
 {{- define "model-csi.configFile" -}}
-{{- $config := dict "maxConcurrentDownloads" .Values.maxConcurrentDownloads "directWrites" .Values.directWrites "publishWaitSeconds" .Values.publishWaitSeconds "logLevel" .Values.logLevel "modelCache" (dict "enabled" .Values.modelCache.enabled) -}}
+{{- $config := dict "maxConcurrentDownloads" .Values.maxConcurrentDownloads "maxConnectionsPerNode" .Values.maxConnectionsPerNode "maxConnectionsPerRegistry" .Values.maxConnectionsPerRegistry "rangedMinBlobSize" .Values.rangedMinBlobSize "directWrites" .Values.directWrites "publishWaitSeconds" .Values.publishWaitSeconds "logLevel" .Values.logLevel "modelCache" (dict "enabled" .Values.modelCache.enabled) -}}
 {{- if .Values.cacheBudget }}
 {{- $_ := set $config "cacheBudget" .Values.cacheBudget }}
 {{- end }}
