@@ -8,7 +8,9 @@
  * that holds (an origin that limits each connection, as object storage behind a registry does
  * at ~50-100 MB/s each, keeps paying up to the cap); once a count does not pay, the counts
  * between the last one that paid and it are bisected, and the download settles at the largest
- * that paid. A link or disk that two connections already fill settles at two after one window.
+ * that paid; when the larger count brought less than one added connection's share, nothing in
+ * between can pay, and it settles at once. A link or disk that two connections already fill
+ * settles at two after one window.
  *
  * A window lasts at least `windowMs` and until every connection could deliver
  * `windowBytesPerConnection` (bytes arrive in 4 MiB pieces: fewer per window would measure the
@@ -78,6 +80,12 @@ export class ConnectionTuner {
     const paid = base === undefined || count <= base.count || rate >= base.rate * (1 + (GAIN * (count - base.count)) / base.count);
     if (paid) {
       if (base === undefined || count > base.count) this.base = { count, rate };
+    } else if (rate < base.rate * (1 + GAIN / base.count)) {
+      // Not even one added connection's worth: no count in between can pay either (a count
+      // between them moves at most what the larger one did), so settle without bisecting.
+      this.wanted = base.count;
+      this.settled = true;
+      return;
     } else this.tooMany = count;
     const lo = this.base!.count;
     const hi = this.tooMany ?? Math.min(this.settings.max, 2 * lo) + 1;

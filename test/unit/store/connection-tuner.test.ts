@@ -40,6 +40,18 @@ describe('ConnectionTuner', () => {
     assert.equal(settle((n) => Math.min(200, 20 * n)).count, 10);
   });
 
+  test('a larger count that brought nothing: settles back at once, without trying the counts between', () => {
+    // A link 4 connections fill: 8 moves what 4 did, so 5, 6 or 7 cannot pay either.
+    let now = 0;
+    const tuner = new ConnectionTuner(settings, () => now);
+    const visited = [tuner.target];
+    for (; now < 10_000; now++) {
+      const active = tuner.target;
+      if (tuner.observe(Math.min(80, 20 * active), active) !== visited.at(-1)) visited.push(tuner.target);
+    }
+    assert.deepEqual(visited, [2, 4, 8, 4]);
+  });
+
   test('a window waits for enough bytes from every connection', () => {
     let now = 0;
     const tuner = new ConnectionTuner({ ...settings, windowBytesPerConnection: 4000 }, () => now);
