@@ -95,13 +95,15 @@ export async function fillBlob(
           emit({ doneBytes: 0, receivedBytes: 0 });
         }
         const cursor = { position };
+        let overran: boolean;
         try {
-          await streamInto(body, file, cursor, desc.size, hasher, emit, signal, recycle);
+          overran = await streamInto(body, file, cursor, { end: desc.size, accepted: position }, hasher, emit, signal, recycle);
         } finally {
           // Bytes written and hashed before a failure count: the retry resumes after them.
           position = cursor.position;
         }
-        if (position > desc.size) return resumedFrom > 0 ? 'mismatch-after-resume' : 'mismatch';
+        // More bytes than the descriptor says: not the blob it names.
+        if (overran) return resumedFrom > 0 ? 'mismatch-after-resume' : 'mismatch';
         if (position < desc.size) throw new Error(`stream ended at ${position} of ${desc.size} bytes`);
       } catch (err) {
         slot(); // not held through the backoff

@@ -19,25 +19,38 @@ const WRITE_BATCH_BYTES = 4 * 2 ** 20;
 const MAX_BATCHES_AWAITING_HASH = 3;
 
 /**
+ * Where a body stops. `end` may be lowered while the body streams (ranged-download.ts hands
+ * the tail of a long request to another connection), but never below `accepted`: the bytes
+ * taken from the socket so far, which streamInto keeps current as each chunk arrives.
+ */
+export interface StreamLimit {
+  end: number;
+  accepted: number;
+}
+
+/**
  * Write the body at `cursor.position` onward. Chunks are batched, and the next batch is read
  * from the socket while the previous one is being written (one write in flight: the socket is
  * still not read faster than the disk takes it). Each written batch then goes to the hasher,
  * and its memory back to `recycle` once hashed. `cursor.position` advances only once a batch
  * is on disk, and every written batch has been handed to the hasher when this returns, so
- * after a failure the file, the hash and the cursor agree and the retry resumes there. Stops
- * early past `limit`: more bytes than the descriptor says is a mismatch, not something to store.
+ * after a failure the file, the hash and the cursor agree and the retry resumes there.
+ *
+ * Stops at `limit.end`: the bytes before it are kept, the body is closed, and the result is
+ * true (the body went on past it). More bytes than the caller asked for is a mismatch to the
+ * caller, unless it lowered the end itself.
  */
 export async function streamInto(
   body: Readable,
   file: BlobFile,
   cursor: { position: number },
-  limit: number,
+  limit: StreamLimit,
   hasher: Pick<BlobHasher, 'update'>,
   emit: (p: IngestProgress) => void,
   signal?: AbortSignal,
   /** Takes back chunks once written and hashed (their memory is reused). */
   recycle?: (chunks: readonly Buffer[]) => void,
-): Promise<void> {
+): Promise<boolean> {
   const onAbort = (): void => {
     body.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
   };
@@ -70,23 +83,30 @@ export async function streamInto(
     inFlight.catch(() => undefined); // surfaced by the next await of inFlight
   };
 
+  limit.accepted = cursor.position;
   try {
     for await (const chunk of body) {
       const buffer = chunk as Buffer;
-      if (writePosition + pendingBytes + buffer.length > limit) {
+      const room = limit.end - limit.accepted;
+      if (buffer.length > room) {
         body.destroy();
+        if (room > 0) pending.push(buffer.subarray(0, room));
+        pendingBytes += room;
+        limit.accepted += room;
         await startBatch();
         await inFlight;
-        cursor.position += buffer.length;
-        return;
+        await Promise.all(hashing);
+        return true;
       }
       pending.push(buffer);
       pendingBytes += buffer.length;
+      limit.accepted += buffer.length;
       if (pendingBytes >= WRITE_BATCH_BYTES) await startBatch();
     }
     await startBatch();
     await inFlight;
     await Promise.all(hashing);
+    return false;
   } catch (err) {
     // The bytes received before the stream broke are good (TCP delivers a prefix): write
     // them, so the retry's Range starts after them rather than at the last batch boundary.

@@ -10,7 +10,7 @@ import type { Descriptor } from '../registry/oci-types.js';
 import type { FillResult, Ingester } from './blob-download.js';
 import type { BlobFile } from './blob-file.js';
 import { createBlobHasher, type BlobHasher } from './blob-hasher.js';
-import { streamInto, type IngestProgress } from './blob-stream.js';
+import { streamInto, type IngestProgress, type StreamLimit } from './blob-stream.js';
 import { ConnectionTuner } from './connection-tuner.js';
 import { DownloadSources } from './download-sources.js';
 import { PieceMap } from './piece-map.js';
@@ -24,7 +24,9 @@ const MAX_CONNECTIONS_PER_BLOB = 16;
  * A connection starting at the hash frontier takes a span of up to this many pieces in one
  * request (its bytes are hashed as they arrive, so they cost no reorder memory): a download
  * that one connection serves best (loopback, a fast disk-bound link) is then a few long
- * requests, not one per piece. Pieces ahead of the frontier are taken one per request.
+ * requests, not one per piece. Pieces ahead of the frontier are taken one per request, and a
+ * connection that finds none takes the last unstarted piece of a running span instead (the
+ * span's request stops short of it), so a long span never leaves the others idle.
  */
 const MAX_SPAN_PIECES = 16;
 /** A piece is started at most this many pieces ahead of its blob's hash frontier. */
@@ -50,13 +52,19 @@ class RangesRefused extends Error {}
 
 interface Piece {
   state: 'todo' | 'fetching' | 'done';
-  /** Bytes of the piece written (and handed to the hash queue) so far. */
-  written: number;
   /** Completed by an earlier run (piece map): hashed again from the file. */
   resumed: boolean;
   /** Batches waiting for the hash frontier to reach this piece, in order from its start. */
   queued: Array<{ buffers: readonly Buffer[]; bytes: number; recycle: Recycle }>;
   reservation: ConnectionSlot | undefined;
+}
+
+/** Pieces first..last, fetched by one connection in one request (`last` drops when another connection takes its tail). */
+interface Span {
+  first: number;
+  last: number;
+  /** The request's end, and how far its body has been taken (blob-stream.ts). */
+  limit: StreamLimit;
 }
 
 /**
@@ -91,6 +99,10 @@ function contiguousMap(size: number, prefix: number): PieceMap {
 
 class RangedDownload {
   private readonly pieces: Piece[];
+  /** Pieces in state 'todo', and none below `lowestTodo` is. */
+  private todo = 0;
+  private lowestTodo = 0;
+  private readonly spans = new Set<Span>();
   private readonly sources: DownloadSources;
   private readonly tuner: ConnectionTuner;
   /** Aborts every connection of this download (a final failure, refused ranges, the flight's abort). */
@@ -122,7 +134,8 @@ class RangedDownload {
     private readonly map: PieceMap,
     private readonly logger: Logger | undefined,
   ) {
-    this.pieces = Array.from({ length: map.count }, (_, i) => ({ state: map.isDone(i) ? 'done' : 'todo', written: 0, resumed: map.isDone(i), queued: [], reservation: undefined }));
+    this.pieces = Array.from({ length: map.count }, (_, i) => ({ state: map.isDone(i) ? 'done' : 'todo', resumed: map.isDone(i), queued: [], reservation: undefined }));
+    this.todo = map.count - map.completed;
     this.written = map.completedBytes;
     this.savedCount = map.completed;
     this.sources = new DownloadSources(desc, flight, logger);
@@ -181,7 +194,8 @@ class RangedDownload {
       while (!this.stop.signal.aborted && this.active <= this.tuner.target) {
         const span = await this.nextSpan();
         if (span === undefined) return;
-        await this.fetchSpan(span);
+        this.spans.add(span);
+        await this.fetchSpan(span).finally(() => this.spans.delete(span));
       }
     } catch (err) {
       if (err instanceof RangesRefused) this.refused = true;
@@ -193,113 +207,144 @@ class RangedDownload {
 
   /** One more connection, when the tuner wants it, a slot is free and a piece is waiting. */
   private maybeGrow(): void {
-    if (this.stop.signal.aborted || this.active >= this.tuner.target || !this.pieces.some((p) => p.state === 'todo')) return;
+    if (this.stop.signal.aborted || this.active >= this.tuner.target || this.todo === 0) return;
     const slot = this.flight.waiters()[0]?.context.connections.tryAcquire();
     if (slot === undefined) return this.tuner.capped(this.active);
     this.startWorker(slot);
   }
 
   /**
-   * The next pieces to fetch in one request: from the lowest piece not yet fetched, within the
-   * window and the reorder budget; undefined when none is left. At the hash frontier, a span
-   * of todo pieces sized to leave work for the other connections (MAX_SPAN_PIECES at most).
+   * The next pieces to fetch in one request, lowest first, within the window and the reorder
+   * budget; undefined when every piece is fetched or being fetched. At the hash frontier, a
+   * span of todo pieces sized to leave work for the other connections (MAX_SPAN_PIECES at
+   * most); ahead of it, one piece: the lowest todo one, or a running span's last unstarted one.
    */
-  private async nextSpan(): Promise<{ first: number; last: number } | undefined> {
+  private async nextSpan(): Promise<Span | undefined> {
     for (;;) {
       this.stop.signal.throwIfAborted();
-      const index = this.pieces.findIndex((piece) => piece.state === 'todo');
-      if (index < 0) return undefined;
-      const piece = this.pieces[index]!;
+      const index = this.firstTodo();
       if (index === this.frontier) {
-        const todo = this.pieces.filter((p) => p.state === 'todo').length;
-        const length = Math.max(1, Math.min(MAX_SPAN_PIECES, Math.floor(todo / (2 * Math.max(this.tuner.target, this.active)))));
+        const length = Math.max(1, Math.min(MAX_SPAN_PIECES, Math.floor(this.todo / (2 * Math.max(this.tuner.target, this.active)))));
         let last = index;
         while (last + 1 < this.pieces.length && last + 1 - index < length && this.pieces[last + 1]!.state === 'todo') last++;
-        for (let i = index; i <= last; i++) this.pieces[i]!.state = 'fetching';
-        return { first: index, last };
+        for (let i = index; i <= last; i++) this.take(i);
+        return this.span(index, last);
       }
-      if (index - this.frontier < WINDOW_PIECES) {
-        piece.reservation = reorderBudget.tryAcquire();
-        if (piece.reservation !== undefined) {
-          piece.state = 'fetching';
-          return { first: index, last: index };
-        }
+      const tail = this.stealableTail();
+      const lowest = Math.min(index ?? Infinity, tail ? tail.last : Infinity);
+      if (lowest === Infinity) return undefined;
+      if (lowest - this.frontier < WINDOW_PIECES && this.reserve(lowest)) {
+        if (tail !== undefined && lowest === tail.last) {
+          tail.last--;
+          tail.limit.end = this.map.range(tail.last).end;
+        } else this.take(lowest);
+        return this.span(lowest, lowest);
       }
       // Wait for the frontier to move (or another download to free reorder memory).
       await Promise.race([this.frontierMoved, sleep(50, undefined, { signal: this.stop.signal })]);
     }
   }
 
+  private span(first: number, last: number): Span {
+    const start = this.map.range(first).start;
+    return { first, last, limit: { end: this.map.range(last).end, accepted: start } };
+  }
+
+  /** A piece ahead of the hash frontier needs a reorder share (its bytes wait in memory); the frontier's does not. */
+  private reserve(index: number): boolean {
+    if (index === this.frontier) return true;
+    this.pieces[index]!.reservation = reorderBudget.tryAcquire();
+    return this.pieces[index]!.reservation !== undefined;
+  }
+
   /**
-   * Fetch pieces first..last in one request. After a failure the piece it broke in is fetched
-   * again alone, from the bytes it had (download-sources.ts decides when to give up), and the
-   * rest of the span goes back to the others.
+   * The running span whose last piece is the lowest one that may be taken from it: its first
+   * piece stays its own, and so does every piece within a piece of the bytes it has taken. Those
+   * may already be read from the socket (raw-http.ts reads up to two arena pieces ahead, one
+   * ranged piece), and a cut there would waste them.
    */
-  private async fetchSpan(span: { first: number; last: number }): Promise<void> {
-    let { first, last } = span;
+  private stealableTail(): Span | undefined {
+    let best: Span | undefined;
+    for (const span of this.spans) {
+      const free = span.last > span.first && this.map.range(span.last).start >= span.limit.accepted + RANGED_PIECE_BYTES;
+      if (free && (best === undefined || span.last < best.last)) best = span;
+    }
+    return best;
+  }
+
+  private firstTodo(): number | undefined {
+    if (this.todo === 0) return undefined;
+    while (this.pieces[this.lowestTodo]!.state !== 'todo') this.lowestTodo++;
+    return this.lowestTodo;
+  }
+
+  private take(index: number): void {
+    this.pieces[index]!.state = 'fetching';
+    this.todo--;
+  }
+
+  private giveBack(index: number): void {
+    this.pieces[index]!.state = 'todo';
+    this.todo++;
+    this.lowestTodo = Math.min(this.lowestTodo, index);
+  }
+
+  /**
+   * Fetch the span in one request. After a failure the piece it broke in is fetched again
+   * alone, from the bytes it had (download-sources.ts decides when to give up), and the rest
+   * of the span goes back to the others.
+   */
+  private async fetchSpan(span: Span): Promise<void> {
+    const cursor = { position: this.map.range(span.first).start };
     for (;;) {
-      const piece = this.pieces[first]!;
-      const start = this.map.range(first).start;
-      const end = this.map.range(last).end;
       const source = this.sources.now();
-      const before = this.spanWritten(first, last);
-      const at = start + piece.written;
+      const at = cursor.position;
+      const end = this.map.range(span.last).end;
       try {
         const response = await source.waiter.context.open(at, this.stop.signal, source.streak.attempt, end);
         if (response.offset !== at || (response.end ?? this.desc.size) !== end) {
           response.body.destroy();
           throw new RangesRefused(`blob ${this.desc.digest}: asked for bytes ${at}-${end - 1}, answered from ${response.offset} to ${response.end ?? this.desc.size}`);
         }
-        await this.streamSpan(first, last, response.body, response.recycle, at, end);
+        // Another connection may have taken the span's tail meanwhile: span.limit has its end.
+        await this.streamSpan(span, response.body, response.recycle, cursor, end);
         return;
       } catch (err) {
         if (err instanceof RangesRefused || this.stop.signal.aborted) throw err;
         // Pieces the span completed stay done; it goes on from the one it broke in, alone.
-        const progressed = this.spanWritten(first, last) > before;
-        while (first <= last && this.pieces[first]!.state === 'done') first++;
-        if (first > last) return;
-        for (let i = first + 1; i <= last; i++) this.pieces[i]!.state = 'todo';
-        last = first;
-        await this.sources.failed(source, err, this.map.range(first).start + this.pieces[first]!.written, progressed);
+        span.first = Math.floor(cursor.position / RANGED_PIECE_BYTES);
+        if (span.first > span.last) return;
+        for (let i = span.first + 1; i <= span.last; i++) this.giveBack(i);
+        span.last = span.first;
+        span.limit = { end: this.map.range(span.first).end, accepted: cursor.position };
+        await this.sources.failed(source, err, cursor.position, cursor.position > at);
       }
     }
-  }
-
-  private spanWritten(first: number, last: number): number {
-    let bytes = 0;
-    for (let i = first; i <= last; i++) bytes += this.pieces[i]!.written;
-    return bytes;
   }
 
   /**
    * Write the body at its offsets as it arrives (blob-stream.ts: batched writes, the next batch
    * read while one is written), each written batch going to the in-order hash (`hash`); each
-   * piece of the span is done once its last byte is written.
+   * piece of the span is done once its last byte is written. The body stops early where
+   * another connection took the span's tail.
    */
-  private async streamSpan(first: number, last: number, body: Readable, recycle: Recycle, at: number, end: number): Promise<void> {
-    const cursor = { position: at };
-    let current = first;
-    const record = (position: number): void => {
-      for (; current <= last; current++) {
-        const { start, end: pieceEnd } = this.map.range(current);
-        this.pieces[current]!.written = Math.min(position, pieceEnd) - start;
-        if (position < pieceEnd) break;
-        this.completed(current);
-      }
-    };
+  private async streamSpan(span: Span, body: Readable, recycle: Recycle, cursor: { position: number }, asked: number): Promise<void> {
+    const from = cursor.position;
+    let current = Math.floor(from / RANGED_PIECE_BYTES);
     const inOrder = { update: (buffers: readonly Buffer[]) => this.hash(cursor.position, buffers, recycle) };
     const progress = ({ doneBytes, receivedBytes }: IngestProgress): void => {
-      record(doneBytes);
+      for (; current <= span.last && this.map.range(current).end <= doneBytes; current++) this.completed(current);
       this.written += receivedBytes;
       this.emit(receivedBytes);
       this.tuner.observe(receivedBytes, this.active);
       this.maybeGrow();
     };
     // Chunks go back to `recycle` from `hash`, once really hashed, not when streamInto is done with them.
-    await streamInto(body, this.file, cursor, end, inOrder, progress, this.stop.signal, undefined);
-    if (cursor.position > end) {
-      throw new DriverError('DIGEST_MISMATCH', `a source sent more than the ${end - at} bytes asked for blob ${this.desc.digest} from ${at}`, { retryable: true });
+    const overran = await streamInto(body, this.file, cursor, span.limit, inOrder, progress, this.stop.signal, undefined);
+    if (overran && span.limit.end === asked) {
+      throw new DriverError('DIGEST_MISMATCH', `a source sent more than bytes ${from}-${asked - 1} asked for blob ${this.desc.digest}`, { retryable: true });
     }
+    if (cursor.position < span.limit.end) throw new Error(`blob ${this.desc.digest}: the response ended at byte ${cursor.position} of ${span.limit.end}`);
   }
 
   /**

@@ -57,10 +57,12 @@ async function pushWeight(repository: string, size = WEIGHT_BYTES): Promise<{ by
 }
 
 /**
- * The ranges asked for are whole 8 MiB pieces (one, or a span of several: the connection at the
- * hash frontier takes a span) that together cover the blob once; the last is open-ended.
+ * The ranges asked for start at 8 MiB pieces (one, or a span of several: the connection at the
+ * hash frontier takes a span), each piece at most once, and leave no gap; the last is
+ * open-ended. A span overlaps the next range when another connection took its tail (the span
+ * was cut there): returns how many were.
  */
-function assertCoversOnce(ranges: Array<string | undefined>, size: number): void {
+function assertCovers(ranges: Array<string | undefined>, size: number): number {
   const spans = ranges.map((range) => {
     const m = /^bytes=(\d+)-(\d*)$/.exec(range ?? '');
     assert.ok(m, `not a range: ${range}`);
@@ -68,12 +70,15 @@ function assertCoversOnce(ranges: Array<string | undefined>, size: number): void
   });
   spans.sort((a, b) => a.start - b.start);
   let at = 0;
-  for (const { start, end } of spans) {
-    assert.equal(start, at, `ranges ${ranges.join(', ')} do not cover the blob once`);
+  let cut = 0;
+  for (const [i, { start, end }] of spans.entries()) {
+    assert.ok(start <= at && (i === 0 || start > spans[i - 1]!.start), `ranges ${ranges.join(', ')} do not cover the blob once`);
     assert.equal(start % (8 * MiB), 0);
-    at = end;
+    if (start < at) cut++;
+    at = Math.max(at, end);
   }
   assert.equal(at, size);
+  return cut;
 }
 const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
 const ranged = (proxy: CountingProxy, digest: string): Array<string | undefined> => proxy.blobRequests.filter((r) => r.digest === digest).map((r) => r.range);
@@ -86,10 +91,11 @@ test('an origin that limits each connection is fetched over several connections 
   try {
     const model = await puller.pull({ reference: parseReference(`${proxy.host}/ranged/throttled:v1`) });
     assert.equal(sha256(await readFile(join(model.path, 'weights.safetensors'))), sha256(weight.bytes));
-    const ranges = ranged(proxy, weight.digest);
-    assertCoversOnce(ranges, size);
-    assert.ok(proxy.maxOpenBlobBodies >= 3, `${proxy.maxOpenBlobBodies} connections at once: it grew past its start of two`);
-    assert.equal(proxy.totalBlobBytes(), size, 'every byte fetched once');
+    const cut = assertCovers(ranged(proxy, weight.digest), size);
+    assert.ok(proxy.maxOpenBlobBodies >= 3, `${proxy.maxOpenBlobBodies} connections at once: it grew past its start of one`);
+    // A request cut short costs what was read ahead of the cut (raw-http.ts reads at most a
+    // ranged piece ahead) and what was in flight; each piece was asked for once (assertCovers).
+    assert.ok(proxy.totalBlobBytes() <= size + cut * 8 * MiB, `${proxy.totalBlobBytes() - size} bytes over, ${cut} requests cut`);
   } finally {
     await client.close();
     await proxy.close();
@@ -182,7 +188,7 @@ test('a pull-through docker-registry as the mirror: ranges once it holds the blo
     origin.reset();
     const two = await nodes[1]!.puller.pull({ reference });
     assert.equal(sha256(await readFile(join(two.path, 'weights.safetensors'))), sha256(weight.bytes));
-    assertCoversOnce(ranged(mirror, weight.digest), WEIGHT_BYTES);
+    assertCovers(ranged(mirror, weight.digest), WEIGHT_BYTES);
     assert.equal(origin.blobBytes.get(weight.digest) ?? 0, 0, 'no blob bytes from the origin');
 
     // Third node, mirror down: the same ranged pieces from the origin.
@@ -190,7 +196,7 @@ test('a pull-through docker-registry as the mirror: ranges once it holds the blo
     origin.reset();
     const three = await nodes[2]!.puller.pull({ reference });
     assert.equal(sha256(await readFile(join(three.path, 'weights.safetensors'))), sha256(weight.bytes));
-    assertCoversOnce(ranged(origin, weight.digest), WEIGHT_BYTES);
+    assertCovers(ranged(origin, weight.digest), WEIGHT_BYTES);
   } finally {
     for (const n of nodes) await n.client.close();
     await mirror.close();

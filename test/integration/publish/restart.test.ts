@@ -117,7 +117,11 @@ test('SIGKILL mid ranged pull: after the restart every completed piece is kept, 
     });
   assert.deepEqual(asked.filter((piece) => before.includes(piece)), [], `kept pieces ${before.join(', ')} were not fetched again (asked: ${asked.join(', ')})`);
   const missing = [0, 1, 2, 3, 4, 5, 6, 7].filter((piece) => !before.includes(piece));
-  assert.deepEqual([...asked].sort(), missing, 'each missing piece fetched once, and nothing else');
+  // A span whose tail another connection took overlaps that request (it was cut there), so
+  // pieces are counted once per request start, and as a set.
+  const starts = stage.proxy.blobRequests.filter((r) => r.digest === weight).map((r) => Number(/^bytes=(\d+)-/.exec(r.range ?? '')![1]));
+  assert.equal(new Set(starts).size, starts.length, `no piece asked for twice (starts: ${starts.join(', ')})`);
+  assert.deepEqual([...new Set(asked)].sort(), missing, 'each missing piece fetched, and nothing else');
   assert.deepEqual((await readdir(join(stage.root, 'ingest'))).filter((name) => name.startsWith(weight.slice('sha256:'.length))), [], 'the blob and its piece map left ingest/');
   console.log(`SIGKILL mid ranged pull: pieces ${before.join(', ')} of 8 kept; ${asked.length} pieces fetched after the restart`);
 });
