@@ -78,7 +78,7 @@ function run(cmd: string, args: string[], extraEnv: Record<string, string> = {})
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited ${code}: ${stderr.slice(-500)}`))));
+    child.on("exit", (code) => (process.env["BENCH_STDERR"] && process.stderr.write(stderr), code === 0 ? resolve() : reject(new Error(`${cmd} exited ${code}: ${stderr.slice(-500)}`))));
   });
 }
 

@@ -9,12 +9,54 @@ export interface ConnectionCaps {
 /** A held connection slot; `release` is idempotent. */
 export type ConnectionSlot = () => void;
 
+/**
+ * What the ranged downloads from one registry learn together about adding connections
+ * (ranged-download.ts). Downloads that run at once share the link: each one trying larger
+ * counts at the same time would measure the others' loss as its gain, and pay for the trial
+ * many times over. So one tries at a time, and when it found that no added connection paid
+ * (the link is full), the others do not try; what was learned is forgotten once none runs.
+ */
+export class GrowthTurns {
+  private holder: object | undefined;
+  private running = 0;
+  private linkFull = false;
+
+  /** A ranged download started; `end` when it is done. */
+  join(): () => void {
+    this.running++;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      if (--this.running === 0) {
+        this.holder = undefined;
+        this.linkFull = false;
+      }
+    };
+  }
+
+  /** May `download` try larger counts now? It keeps the turn until `done`. */
+  take(download: object): boolean {
+    if (this.holder === undefined && !this.linkFull) this.holder = download;
+    return this.holder === download;
+  }
+
+  /** `download` settled; `full`: no added connection paid. */
+  done(download: object, full: boolean): void {
+    if (this.holder !== download) return;
+    this.holder = undefined;
+    if (full) this.linkFull = true;
+  }
+}
+
 /** One registry's view of the budget: what a blob download asks for its connections. */
 export interface RegistryConnections {
   /** Wait for a slot (every download gets its first connection this way). */
   acquire(signal?: AbortSignal): Promise<ConnectionSlot>;
   /** A slot now or none: for connections beyond a download's first, which are optional. */
   tryAcquire(): ConnectionSlot | undefined;
+  /** Which ranged download from this registry may try more connections now. */
+  readonly growth: GrowthTurns;
 }
 
 /**
@@ -24,7 +66,7 @@ export interface RegistryConnections {
  */
 export class ConnectionBudget {
   private readonly node: Semaphore;
-  private readonly registries = new Map<string, Semaphore>();
+  private readonly registries = new Map<string, { slots: Semaphore; growth: GrowthTurns }>();
 
   constructor(readonly caps: ConnectionCaps) {
     this.node = new Semaphore(caps.perNode);
@@ -32,17 +74,18 @@ export class ConnectionBudget {
 
   /** Connections held now, on the node and per registry (for metrics and tests). */
   inUse(): { node: number; registries: Record<string, number> } {
-    return { node: this.node.held, registries: Object.fromEntries([...this.registries].map(([host, s]) => [host, s.held])) };
+    return { node: this.node.held, registries: Object.fromEntries([...this.registries].map(([host, r]) => [host, r.slots.held])) };
   }
 
   forRegistry(host: string): RegistryConnections {
     let registry = this.registries.get(host);
     if (registry === undefined) {
-      registry = new Semaphore(Math.min(this.caps.perRegistry, this.caps.perNode));
+      registry = { slots: new Semaphore(Math.min(this.caps.perRegistry, this.caps.perNode)), growth: new GrowthTurns() };
       this.registries.set(host, registry);
     }
-    const own = registry;
+    const own = registry.slots;
     return {
+      growth: registry.growth,
       acquire: async (signal) => {
         const releaseRegistry = await own.acquire(signal);
         try {

@@ -50,6 +50,11 @@ export class ConnectionTuner {
     return this.wanted;
   }
 
+  /** True once it settled (it no longer changes the count). */
+  get isSettled(): boolean {
+    return this.settled;
+  }
+
   /** `bytes` arrived while `active` connections were running. Returns the count wanted now. */
   observe(bytes: number, active: number): number {
     if (this.settled) return this.wanted;

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ConnectionSlot } from '../concurrency/connection-budget.js';
+import type { ConnectionSlot, RegistryConnections } from '../concurrency/connection-budget.js';
 import { Semaphore } from '../concurrency/semaphore.js';
 import type { Flight } from '../concurrency/single-flight.js';
 import { PIECE_BYTES } from '../fs/piece-pool.js';
@@ -32,12 +32,13 @@ const MAX_SPAN_PIECES = 16;
 /** A piece is started at most this many pieces ahead of its blob's hash frontier. */
 const WINDOW_PIECES = 16;
 /**
- * Node-wide, pieces fetched ahead of their blob's hash frontier, whose bytes wait in memory to
- * be hashed in order (128 MiB). The frontier piece needs no share (its bytes are hashed as they
- * arrive), so every download always progresses, and memory stays bounded however many
- * downloads run.
+ * Node-wide, pieces fetched ahead of their blob's hash frontier whose bytes wait in memory to be
+ * hashed in order (64 MiB). A piece that finds no share is hashed from the file once the
+ * frontier reaches it (read back, as a resumed piece is), so memory stays bounded however many
+ * downloads and connections run, and no connection waits for memory. The frontier piece needs
+ * no share: its bytes are hashed as they arrive.
  */
-const reorderBudget = new Semaphore(16);
+const reorderBudget = new Semaphore(8);
 /** How often completed pieces are made durable and recorded in the piece map. */
 const CHECKPOINT_MS = 1000;
 /** The tuner judges a count after this long and two arena pieces per connection (connection-tuner.ts). */
@@ -52,8 +53,10 @@ class RangesRefused extends Error {}
 
 interface Piece {
   state: 'todo' | 'fetching' | 'done';
-  /** Completed by an earlier run (piece map): hashed again from the file. */
+  /** Completed by an earlier run (piece map). */
   resumed: boolean;
+  /** Hashed from the file once done: resumed, or fetched ahead of the frontier without a reorder share. */
+  fromFile: boolean;
   /** Batches waiting for the hash frontier to reach this piece, in order from its start. */
   queued: Array<{ buffers: readonly Buffer[]; bytes: number; recycle: Recycle }>;
   reservation: ConnectionSlot | undefined;
@@ -105,6 +108,9 @@ class RangedDownload {
   private readonly spans = new Set<Span>();
   private readonly sources: DownloadSources;
   private readonly tuner: ConnectionTuner;
+  /** The registry's connections, and its growth turns (connection-budget.ts). */
+  private readonly connections: RegistryConnections;
+  private readonly leaveGrowth: () => void;
   /** Aborts every connection of this download (a final failure, refused ranges, the flight's abort). */
   private readonly stop = new AbortController();
   private readonly hasher: BlobHasher;
@@ -134,12 +140,14 @@ class RangedDownload {
     private readonly map: PieceMap,
     private readonly logger: Logger | undefined,
   ) {
-    this.pieces = Array.from({ length: map.count }, (_, i) => ({ state: map.isDone(i) ? 'done' : 'todo', resumed: map.isDone(i), queued: [], reservation: undefined }));
+    this.pieces = Array.from({ length: map.count }, (_, i) => ({ state: map.isDone(i) ? 'done' : 'todo', resumed: map.isDone(i), fromFile: map.isDone(i), queued: [], reservation: undefined }));
     this.todo = map.count - map.completed;
     this.written = map.completedBytes;
     this.savedCount = map.completed;
     this.sources = new DownloadSources(desc, flight, logger);
     this.tuner = new ConnectionTuner({ start: START_CONNECTIONS, max: MAX_CONNECTIONS_PER_BLOB, ...TUNER_WINDOW });
+    this.connections = flight.waiters()[0]!.context.connections;
+    this.leaveGrowth = this.connections.growth.join();
     this.hasher = createBlobHasher();
     this.armFrontierWait();
     const onAbort = (): void => this.stop.abort(flight.signal.reason);
@@ -155,7 +163,7 @@ class RangedDownload {
       this.advanceFrontier();
       // The first connection alone learns whether the source serves ranges (and follows the
       // registry's redirect once); the others start as it delivers.
-      const first = await this.flight.waiters()[0]!.context.connections.acquire(this.flight.signal);
+      const first = await this.connections.acquire(this.flight.signal);
       this.startWorker(first);
       while (this.workers.size > 0) await Promise.race(this.workers);
       if (this.failure !== undefined) throw this.failure;
@@ -168,6 +176,8 @@ class RangedDownload {
       return this.pieces.some((piece) => piece.resumed) ? 'mismatch-after-resume' : 'mismatch';
     } finally {
       clearInterval(timer);
+      this.connections.growth.done(this, false);
+      this.leaveGrowth();
       this.stop.abort();
       for (const piece of this.pieces) piece.reservation?.();
       if (!digested) {
@@ -205,10 +215,22 @@ class RangedDownload {
     }
   }
 
+  /**
+   * `bytes` arrived. The tuner hears of them only while this download holds its registry's
+   * growth turn (one download tries larger counts at a time); the count it settles at tells
+   * the others whether trying pays.
+   */
+  private observe(bytes: number): void {
+    const growth = this.connections.growth;
+    if (this.tuner.isSettled || !growth.take(this)) return;
+    this.tuner.observe(bytes, this.active);
+    if (this.tuner.isSettled) growth.done(this, this.tuner.target <= START_CONNECTIONS);
+  }
+
   /** One more connection, when the tuner wants it, a slot is free and a piece is waiting. */
   private maybeGrow(): void {
     if (this.stop.signal.aborted || this.active >= this.tuner.target || this.todo === 0) return;
-    const slot = this.flight.waiters()[0]?.context.connections.tryAcquire();
+    const slot = this.connections.tryAcquire();
     if (slot === undefined) return this.tuner.capped(this.active);
     this.startWorker(slot);
   }
@@ -233,14 +255,15 @@ class RangedDownload {
       const tail = this.stealableTail();
       const lowest = Math.min(index ?? Infinity, tail ? tail.last : Infinity);
       if (lowest === Infinity) return undefined;
-      if (lowest - this.frontier < WINDOW_PIECES && this.reserve(lowest)) {
+      if (lowest - this.frontier < WINDOW_PIECES) {
+        this.reserve(lowest);
         if (tail !== undefined && lowest === tail.last) {
           tail.last--;
           tail.limit.end = this.map.range(tail.last).end;
         } else this.take(lowest);
         return this.span(lowest, lowest);
       }
-      // Wait for the frontier to move (or another download to free reorder memory).
+      // Wait for the frontier to move.
       await Promise.race([this.frontierMoved, sleep(50, undefined, { signal: this.stop.signal })]);
     }
   }
@@ -250,11 +273,15 @@ class RangedDownload {
     return { first, last, limit: { end: this.map.range(last).end, accepted: start } };
   }
 
-  /** A piece ahead of the hash frontier needs a reorder share (its bytes wait in memory); the frontier's does not. */
-  private reserve(index: number): boolean {
-    if (index === this.frontier) return true;
-    this.pieces[index]!.reservation = reorderBudget.tryAcquire();
-    return this.pieces[index]!.reservation !== undefined;
+  /**
+   * A piece ahead of the hash frontier waits in memory with a reorder share, or without one is
+   * read back from the file to be hashed; the frontier's needs neither.
+   */
+  private reserve(index: number): void {
+    if (index === this.frontier) return;
+    const piece = this.pieces[index]!;
+    piece.reservation = reorderBudget.tryAcquire();
+    piece.fromFile = piece.reservation === undefined;
   }
 
   /**
@@ -336,7 +363,7 @@ class RangedDownload {
       for (; current <= span.last && this.map.range(current).end <= doneBytes; current++) this.completed(current);
       this.written += receivedBytes;
       this.emit(receivedBytes);
-      this.tuner.observe(receivedBytes, this.active);
+      this.observe(receivedBytes);
       this.maybeGrow();
     };
     // Chunks go back to `recycle` from `hash`, once really hashed, not when streamInto is done with them.
@@ -351,14 +378,17 @@ class RangedDownload {
    * Bytes at the hash frontier are hashed now: the promise is the hash's (streamInto keeps at
    * most a few batches waiting on it, so memory stays bounded when sha256 is the slower part).
    * Bytes ahead of it wait in their piece's queue until the frontier reaches them (that memory
-   * is what the reorder budget counts), and the promise resolves at once, so the connection
-   * moves on. `offset` is where the batch ends (streamInto hands a batch on once written).
+   * is what the reorder budget counts), or, in a piece without a share, are let go (it is read
+   * back from the file); either way the promise resolves at once, so the connection moves on.
+   * `offset` is where the batch ends (streamInto hands a batch on once written).
    */
   private hash(offset: number, buffers: readonly Buffer[], recycle: Recycle): Promise<void> {
     const bytes = buffers.reduce((sum, buffer) => sum + buffer.length, 0);
     const start = offset - bytes;
     if (start !== this.hashed) {
-      this.pieces[Math.floor(start / RANGED_PIECE_BYTES)]!.queued.push({ buffers, bytes, recycle });
+      const piece = this.pieces[Math.floor(start / RANGED_PIECE_BYTES)]!;
+      if (piece.fromFile) recycle?.(buffers);
+      else piece.queued.push({ buffers, bytes, recycle });
       return Promise.resolve();
     }
     const hashed = this.hashNow(buffers, bytes, recycle);
@@ -384,8 +414,9 @@ class RangedDownload {
   }
 
   /**
-   * Move the hash frontier past what can be hashed now: pieces resumed from an earlier run
-   * (read back from the file), and the queued batches of pieces fetched ahead of it; it stops
+   * Move the hash frontier past what can be hashed now: done pieces read back from the file
+   * (resumed, or fetched without a reorder share), and the queued batches of pieces fetched
+   * ahead of it; it stops
    * in the first piece whose next bytes have not arrived. A piece left behind gives its
    * reorder share back once its bytes are hashed.
    */
@@ -394,7 +425,7 @@ class RangedDownload {
       const index = this.frontier;
       const piece = this.pieces[index]!;
       const { start, end } = this.map.range(index);
-      if (piece.resumed && this.hashed === start) {
+      if (piece.fromFile && piece.state === 'done' && this.hashed === start) {
         this.hashing.push(this.hasher.updateFromFile(this.path, start, end - start));
         this.hashed = end;
       }

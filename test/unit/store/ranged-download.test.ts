@@ -135,6 +135,18 @@ describe('ranged downloads', () => {
     assertFetchedOnce(opener, bytes.length);
   });
 
+  test('more connections than the reorder memory holds: pieces without a share are read back from the file, none waits', async () => {
+    const store = await openStore('i');
+    const bytes = randomBytes(40 * RANGED_PIECE_BYTES);
+    const opener = ranges(bytes, { bytesPerMs: 20_000 });
+    const path = await store.ingest(descriptorOf(bytes), opener);
+    assert.deepEqual(await readFile(path), bytes);
+    // The node-wide reorder budget is 8 pieces: beyond the frontier's and 8 others, a
+    // connection would otherwise wait for memory.
+    assert.ok(opener.maxOpen >= 12, `${opener.maxOpen} connections at once`);
+    assertFetchedOnce(opener, bytes.length);
+  });
+
   test('below the threshold a blob is one stream', async () => {
     const store = await openStore('b');
     const bytes = randomBytes(12 * MiB);
