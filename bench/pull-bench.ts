@@ -15,7 +15,7 @@ import { spawnSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startCountingProxy, type CountingProxy } from '../test/helpers/counting-proxy.js';
 import { blobDataPath, startRegistry, type TestRegistry } from '../test/helpers/registry.js';
@@ -78,7 +78,11 @@ function run(cmd: string, args: string[], extraEnv: Record<string, string> = {})
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
-    child.on("exit", (code) => (process.env["BENCH_STDERR"] && process.stderr.write(stderr), code === 0 ? resolve() : reject(new Error(`${cmd} exited ${code}: ${stderr.slice(-500)}`))));
+    child.on('exit', (code) => {
+      if (process.env['BENCH_STDERR']) process.stderr.write(stderr);
+      if (code === 0) resolve();
+      else reject(new Error(`${cmd} exited ${code}: ${stderr.slice(-500)}`));
+    });
   });
 }
 
@@ -113,10 +117,11 @@ function peersFor(host: string, model: Pushed, name: string, rssFile: string): P
     'skopeo copy': (out) => run('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${reference}`, `dir:${join(out, 'dir')}`]),
     'oras pull': (out) => run('oras', ['pull', '--plain-http', '--concurrency', '8', reference, '-o', join(out, 'files')]),
   };
-  // BENCH_BASELINE=/path/to/an/older/checkout: that build of model-csi too, side by side (a
-  // change's effect, measured in one run).
-  const baseline = process.env['BENCH_BASELINE'];
-  if (baseline) peers['model-csi baseline'] = (out) => run(process.execPath, [join(baseline, 'dist/main.js'), 'pull', reference, '--root', out]);
+  // BENCH_BASELINE=/path/to/an/older/checkout[,another]: those builds of model-csi too, side by
+  // side (a change's effect, measured in one run); the first is "baseline", others by folder.
+  for (const [i, dir] of (process.env['BENCH_BASELINE'] ?? '').split(',').filter(Boolean).entries()) {
+    peers[i === 0 ? 'model-csi baseline' : `model-csi ${basename(dir)}`] = (out) => run(process.execPath, [join(dir, 'dist/main.js'), 'pull', reference, '--root', out]);
+  }
   // BENCH_ONLY=model: curl (or skopeo, the throttled case's yardstick) and the named client only.
   const only = process.env['BENCH_ONLY'];
   if (only) for (const client of Object.keys(peers)) if (client !== 'curl' && client !== 'skopeo copy' && !client.startsWith(only)) delete peers[client];
