@@ -99,7 +99,11 @@ export function rawRequest(url: URL, options: RawRequestOptions): Promise<RawRes
 
 /** The response body: 4 MiB Buffers, and `dump()` as undici's body has it. */
 class RawBody extends Readable {
-  constructor(private readonly socket: Socket) {
+  constructor(
+    private readonly socket: Socket,
+    /** Gives back the piece being filled (a body closed mid-way: a cut range, a failure). */
+    private readonly abandon: () => void,
+  ) {
     super({ highWaterMark: 2 * PIECE_BYTES });
   }
 
@@ -109,6 +113,7 @@ class RawBody extends Readable {
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
     this.socket.destroy();
+    this.abandon();
     callback(err);
   }
 
@@ -141,7 +146,18 @@ class ResponseParser {
     private readonly isHead: boolean,
     private readonly onHead: (response: RawResponse) => void,
   ) {
-    this.body = new RawBody(socket);
+    this.body = new RawBody(socket, () => this.abandon());
+  }
+
+  /**
+   * The socket is closed: the piece being filled was never handed on (no reader holds it), so
+   * it goes back to the pool now rather than when it is garbage-collected.
+   */
+  private abandon(): void {
+    this.done = true;
+    if (this.piece.length > 0) piecePool.give([this.piece]);
+    this.piece = Buffer.allocUnsafe(0);
+    this.pieceUsed = 0;
   }
 
   private inPlace = false;
