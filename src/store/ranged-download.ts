@@ -33,12 +33,12 @@ const MAX_SPAN_PIECES = 16;
 const WINDOW_PIECES = 16;
 /**
  * Node-wide, pieces fetched ahead of their blob's hash frontier whose bytes wait in memory to be
- * hashed in order (32 MiB). A piece that finds no share is hashed from the file once the
+ * hashed in order (64 MiB). A piece that finds no share is hashed from the file once the
  * frontier reaches it (read back, as a resumed piece is), so memory stays bounded however many
  * downloads and connections run, and no connection waits for memory. The frontier piece needs
  * no share: its bytes are hashed as they arrive.
  */
-const reorderBudget = new Semaphore(4);
+const reorderBudget = new Semaphore(8);
 /** How often completed pieces are made durable and recorded in the piece map. */
 const CHECKPOINT_MS = 1000;
 /** The tuner judges a count after this long and two arena pieces per connection (connection-tuner.ts). */

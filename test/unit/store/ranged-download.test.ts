@@ -141,7 +141,7 @@ describe('ranged downloads', () => {
     const opener = ranges(bytes, { bytesPerMs: 20_000 });
     const path = await store.ingest(descriptorOf(bytes), opener);
     assert.deepEqual(await readFile(path), bytes);
-    // The node-wide reorder budget is 4 pieces: beyond the frontier's and 4 others, a
+    // The node-wide reorder budget is 8 pieces: beyond the frontier's and 8 others, a
     // connection would otherwise wait for memory.
     assert.ok(opener.maxOpen >= 12, `${opener.maxOpen} connections at once`);
     assertFetchedOnce(opener, bytes.length);
