@@ -287,8 +287,8 @@ class RangedDownload {
   /**
    * The running span whose last piece is the lowest one that may be taken from it: its first
    * piece stays its own, and so does every piece within a piece of the bytes it has taken. Those
-   * may already be read from the socket (raw-http.ts reads up to two arena pieces ahead, one
-   * ranged piece), and a cut there would waste them.
+   * may already be read from the socket (raw-http.ts holds one arena piece buffered and one
+   * being filled: one ranged piece), and a cut there would waste them.
    */
   private stealableTail(): Span | undefined {
     let best: Span | undefined;
@@ -416,9 +416,8 @@ class RangedDownload {
   /**
    * Move the hash frontier past what can be hashed now: done pieces read back from the file
    * (resumed, or fetched without a reorder share), and the queued batches of pieces fetched
-   * ahead of it; it stops
-   * in the first piece whose next bytes have not arrived. A piece left behind gives its
-   * reorder share back once its bytes are hashed.
+   * ahead of it; it stops in the first piece whose next bytes have not arrived. A piece left
+   * behind gives its reorder share back once its bytes are hashed.
    */
   private advanceFrontier(): void {
     while (this.frontier < this.pieces.length) {
